@@ -1,0 +1,21 @@
+/**
+ * Topic offsets are `"<ms>-<seq>"` strings (the form of a Redis stream id), ordered as the
+ * integer pair (ms, seq).
+ */
+export const ZERO_OFFSET = '0-0'
+
+/** As a JSON Schema `pattern`; 15 digits keep both halves exact as JavaScript numbers. */
+export const OFFSET_PATTERN = '^[0-9]{1,15}-[0-9]{1,15}$'
+const OFFSET = new RegExp(OFFSET_PATTERN)
+
+export function isOffset (value: string): boolean {
+  return OFFSET.test(value)
+}
+
+/** Negative when a < b, zero when equal, positive when a > b. Both must satisfy `isOffset`. */
+export function compareOffsets (a: string, b: string): number {
+  const dashA = a.indexOf('-')
+  const dashB = b.indexOf('-')
+  const msDiff = Number(a.slice(0, dashA)) - Number(b.slice(0, dashB))
+  return msDiff !== 0 ? msDiff : Number(a.slice(dashA + 1)) - Number(b.slice(dashB + 1))
+}

@@ -1,0 +1,52 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Broker, TopicPosition } from './broker/broker.js'
+import type { Connection } from './connection.js'
+import type { DispatchEnvironment } from './dispatch.js'
+import { FRT_ERR_INVALID_TOPIC, FRT_ERR_UNKNOWN_EVENT } from './errors.js'
+import type { ResolvedOptions } from './options.js'
+import type { CompiledRoute } from './route-table.js'
+import { createTopicCommands } from './topic-commands.js'
+import { TopicHub } from './topic-hub.js'
+
+/** What every route and connection of one plugin instance shares. */
+export interface RealtimeState {
+  readonly options: ResolvedOptions
+  readonly broker: Broker
+  readonly hub: TopicHub
+  readonly dispatch: DispatchEnvironment
+  readonly connections: Set<Connection>
+  /** False once the server is closing: upgrades get 503 and readiness fails. */
+  accepting: boolean
+  /** True once the server is ready: routes can no longer gain message types. */
+  started: boolean
+  publish: (route: CompiledRoute, topic: string, event: string, data: unknown) => Promise<TopicPosition>
+}
+
+const MAX_TOPIC_LENGTH = 256
+
+export function createState (options: ResolvedOptions, broker: Broker, log: FastifyBaseLogger): RealtimeState {
+  const hub = new TopicHub(broker, log)
+  const publish = async (route: CompiledRoute, topic: string, event: string, data: unknown): Promise<TopicPosition> => {
+    const compiled = route.events.get(event)
+    if (compiled === undefined) throw new FRT_ERR_UNKNOWN_EVENT(event, route.url)
+    if (typeof topic !== 'string' || topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) {
+      throw new FRT_ERR_INVALID_TOPIC(JSON.stringify(topic))
+    }
+    // Serialized once here; every node and socket passes on these same bytes.
+    return await broker.publish(topic, { event, data: compiled.serialize(data) })
+  }
+  return {
+    options,
+    broker,
+    hub,
+    dispatch: {
+      maxNestingDepth: options.maxNestingDepth,
+      commands: createTopicCommands(hub, options.maxSubscriptionsPerConnection),
+      publish
+    },
+    connections: new Set(),
+    accepting: true,
+    started: false,
+    publish
+  }
+}

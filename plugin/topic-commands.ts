@@ -1,0 +1,53 @@
+import { Type } from 'typebox'
+import { OFFSET_PATTERN } from './broker/offset.js'
+import type { Connection } from './connection.js'
+import { DEFAULTS } from './defaults.js'
+import { ErrorCode, RealtimeError } from './protocol.js'
+import { compileMessage, type CompiledMessage } from './route-table.js'
+import type { TopicHub } from './topic-hub.js'
+
+/** Topic names: any non-empty string up to 256 characters; routes decide which are allowed. */
+export const TopicName = Type.String({ minLength: 1, maxLength: 256 })
+
+const SubscribeData = Type.Object({
+  topic: TopicName,
+  since: Type.Optional(Type.String({ pattern: OFFSET_PATTERN })),
+  epoch: Type.Optional(Type.String({ minLength: 1, maxLength: 64 }))
+}, { additionalProperties: false })
+
+const SubscribeReply = Type.Object({
+  topic: Type.String(),
+  offset: Type.String(),
+  epoch: Type.String(),
+  recovered: Type.Boolean()
+})
+
+const UnsubscribeData = Type.Object({ topic: TopicName }, { additionalProperties: false })
+const UnsubscribeReply = Type.Object({ topic: Type.String() })
+
+/** `$subscribe` and `$unsubscribe`, dispatched like declared messages. */
+export function createTopicCommands (hub: TopicHub, maxSubscriptions: number = DEFAULTS.maxSubscriptionsPerConnection): Map<string, CompiledMessage> {
+  const subscribe = compileMessage(
+    { data: SubscribeData, reply: SubscribeReply },
+    async (data: { topic: string, since?: string, epoch?: string }, { connection }) => {
+      const conn = connection as Connection
+      const authorize = conn.compiledRoute.authorizeSubscribe
+      if (authorize === undefined || !(await authorize(data.topic, conn))) {
+        throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to subscribe to this topic')
+      }
+      if (!conn.subscriptions.has(data.topic) && conn.subscriptions.size >= maxSubscriptions) {
+        throw new RealtimeError(ErrorCode.FORBIDDEN, `a connection may hold at most ${maxSubscriptions} topics`)
+      }
+      return await hub.subscribe(conn, data.topic, data.since, data.epoch)
+    },
+    (data: { topic: string }, { connection }) => hub.goLive(connection as Connection, data.topic)
+  )
+  const unsubscribe = compileMessage(
+    { data: UnsubscribeData, reply: UnsubscribeReply },
+    (data: { topic: string }, { connection }) => {
+      hub.unsubscribe(connection as Connection, data.topic)
+      return { topic: data.topic }
+    }
+  )
+  return new Map([['$subscribe', subscribe], ['$unsubscribe', unsubscribe]])
+}

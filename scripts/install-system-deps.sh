@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages the test suite runs for real. `npm test` calls it first; it does
+# nothing when they are present, uses apt-get when run as root, and otherwise names what is
+# missing and fails, so a test never quietly skips for want of a program.
+set -eu
+
+# chromium: the demo page is tested in a real browser (playwright-core drives it).
+PACKAGES="chromium"
+
+missing=""
+for package in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $package"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+else
+  echo "The tests need these Debian packages:$missing" >&2
+  echo "Install them as root: apt-get install$missing" >&2
+  exit 1
+fi
