@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { BrokerUnavailableError, compareOffsets, type Broker, type TopicEntry } from '../../plugin/index.js'
+
+export interface BrokerContractOptions {
+  /** A fresh broker keeping `historySize` entries per topic. */
+  create: (historySize: number) => Promise<Broker>
+  /** How long to wait for a delivery that crosses a network. */
+  deliveryTimeoutMs?: number
+}
+
+/**
+ * The behaviour every broker must have, run against each implementation so that routing code
+ * can rely on it whatever the backend.
+ */
+export function brokerContract (name: string, options: BrokerContractOptions): void {
+  const timeout = options.deliveryTimeoutMs ?? 1_000
+
+  async function open (t: { after: (fn: () => Promise<void>) => void }, historySize = 100): Promise<Broker> {
+    const broker = await options.create(historySize)
+    t.after(() => broker.close())
+    return broker
+  }
+
+  async function collect (broker: Broker, topic: string): Promise<{ entries: TopicEntry[], waitFor: (n: number) => Promise<void> }> {
+    const entries: TopicEntry[] = []
+    await broker.subscribe(topic, (entry) => entries.push(entry))
+    return {
+      entries,
+      async waitFor (n) {
+        const deadline = Date.now() + timeout
+        while (entries.length < n) {
+          if (Date.now() > deadline) throw new Error(`expected ${n} entries, got ${entries.length}`)
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+      }
+    }
+  }
+
+  test(`${name}: a topic that saw nothing stands at 0-0 with an epoch`, async (t) => {
+    const broker = await open(t)
+    const position = await broker.position('empty')
+    assert.equal(position.offset, '0-0')
+    assert.ok(position.epoch.length > 0)
+    const history = await broker.history('empty', '0-0')
+    assert.deepEqual(history.entries, [])
+    assert.equal(history.complete, true)
+  })
+
+  test(`${name}: publish returns strictly increasing offsets and delivers each entry in order`, async (t) => {
+    const broker = await open(t)
+    const listener = await collect(broker, 'room:a')
+    const positions = []
+    for (let i = 0; i < 20; i++) positions.push(await broker.publish('room:a', { event: 'message', data: `{"i":${i}}` }))
+    for (let i = 1; i < positions.length; i++) {
+      assert.ok(compareOffsets(positions[i]!.offset, positions[i - 1]!.offset) > 0, 'offsets increase')
+      assert.equal(positions[i]!.epoch, positions[0]!.epoch)
+    }
+    await listener.waitFor(20)
+    assert.deepEqual(listener.entries.map((entry) => entry.data), positions.map((_, i) => `{"i":${i}}`))
+    assert.deepEqual(listener.entries.map((entry) => entry.offset), positions.map((position) => position.offset))
+    assert.ok(listener.entries.every((entry) => entry.topic === 'room:a' && entry.event === 'message'))
+    assert.equal((await broker.position('room:a')).offset, positions.at(-1)!.offset)
+  })
+
+  test(`${name}: topics are independent and unsubscribe stops delivery`, async (t) => {
+    const broker = await open(t)
+    const a = await collect(broker, 'a')
+    const b = await collect(broker, 'b')
+    await broker.publish('a', { event: 'e', data: '1' })
+    await broker.publish('b', { event: 'e', data: '2' })
+    await a.waitFor(1)
+    await b.waitFor(1)
+    assert.deepEqual([a.entries[0]!.data, b.entries[0]!.data], ['1', '2'])
+    const stopped: TopicEntry[] = []
+    const listener = (entry: TopicEntry): void => { stopped.push(entry) }
+    await broker.subscribe('a', listener)
+    await broker.unsubscribe('a', listener)
+    await broker.publish('a', { event: 'e', data: '3' })
+    await a.waitFor(2)
+    assert.deepEqual(stopped, [])
+  })
+
+  test(`${name}: history returns what followed an offset, complete while nothing was trimmed`, async (t) => {
+    const broker = await open(t, 5)
+    const offsets: string[] = []
+    for (let i = 0; i < 3; i++) offsets.push((await broker.publish('h', { event: 'e', data: String(i), traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' })).offset)
+    const history = await broker.history('h', offsets[0]!)
+    assert.deepEqual(history.entries.map((entry) => entry.data), ['1', '2'])
+    assert.equal(history.entries[0]!.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')
+    assert.equal(history.complete, true)
+    assert.equal(history.position.offset, offsets[2])
+    assert.equal((await broker.history('h', offsets[2]!)).entries.length, 0)
+    assert.equal((await broker.history('h', '0-0')).complete, true)
+  })
+
+  test(`${name}: history says incomplete once entries after the offset were trimmed`, async (t) => {
+    const broker = await open(t, 3)
+    const offsets: string[] = []
+    for (let i = 0; i < 10; i++) offsets.push((await broker.publish('t', { event: 'e', data: String(i) })).offset)
+    const old = await broker.history('t', offsets[0]!)
+    assert.equal(old.complete, false)
+    assert.ok(old.entries.length >= 3, 'what is still held is returned')
+    assert.deepEqual(old.entries.at(-1)!.data, '9')
+    const recent = await broker.history('t', offsets[8]!)
+    assert.equal(recent.complete, true)
+    assert.deepEqual(recent.entries.map((entry) => entry.data), ['9'])
+  })
+
+  test(`${name}: an offset beyond the history is not recoverable`, async (t) => {
+    const broker = await open(t)
+    await broker.publish('f', { event: 'e', data: '1' })
+    const history = await broker.history('f', '99999999999999-0')
+    assert.equal(history.complete, false)
+    assert.deepEqual(history.entries, [])
+  })
+
+  test(`${name}: a new broker over lost history has a different epoch`, async (t) => {
+    const first = await open(t)
+    const second = await open(t)
+    await first.publish('x', { event: 'e', data: '1' })
+    const [a, b] = [await first.position('x'), await second.position('x')]
+    assert.notEqual(a.epoch, b.epoch)
+  })
+
+  test(`${name}: after close, calls fail with BrokerUnavailableError`, async () => {
+    const broker = await options.create(10)
+    await broker.close()
+    await assert.rejects(broker.publish('x', { event: 'e', data: '1' }), BrokerUnavailableError)
+    await assert.rejects(broker.position('x'), BrokerUnavailableError)
+  })
+}

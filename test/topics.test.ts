@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import { MemoryBroker, type RealtimeOptions, type TopicListener } from '../plugin/index.js'
+import { TestClient, type Frame } from './helpers/client.js'
+import { eventually, startServer } from './helpers/server.js'
+
+const Note = Type.Object({ n: Type.Integer() })
+
+function declareRoomRoute (app: FastifyInstance) {
+  return app.wsRoute('/ws', {
+    events: { note: Note },
+    authorizeSubscribe: (topic) => topic.startsWith('room:')
+  })
+}
+
+async function setup (t: Parameters<typeof startServer>[0], options: RealtimeOptions = {}) {
+  let route!: ReturnType<typeof declareRoomRoute>
+  const server = await startServer(t, (app) => { route = declareRoomRoute(app) }, options)
+  const connect = async (): Promise<TestClient> => await TestClient.connect(t, `${server.wsUrl}/ws`)
+  return { server, route, connect }
+}
+
+const notesOf = (frames: Frame[]): number[] => frames.filter((frame) => frame.type === 'note').map((frame) => frame.data.n)
+
+test('$subscribe answers the topic position; published events carry topic and increasing offsets', async (t) => {
+  const { route, connect } = await setup(t)
+  const [a, b] = [await connect(), await connect()]
+  const reply = await a.request('$subscribe', { topic: 'room:lobby' })
+  assert.equal(reply.type, '$reply')
+  assert.deepEqual({ ...reply.data, epoch: 'e' }, { topic: 'room:lobby', offset: '0-0', epoch: 'e', recovered: false })
+  assert.equal((await b.request('$subscribe', { topic: 'room:lobby' })).data.epoch, reply.data.epoch)
+
+  const first = await route.publish('room:lobby', 'note', { n: 1 })
+  const second = await route.publish('room:lobby', 'note', { n: 2, extra: 'dropped' } as { n: number })
+  for (const client of [a, b]) {
+    const one = await client.next((frame) => frame.type === 'note')
+    const two = await client.next((frame) => frame.type === 'note')
+    assert.deepEqual(one, { type: 'note', topic: 'room:lobby', offset: first.offset, data: { n: 1 } })
+    assert.deepEqual(two, { type: 'note', topic: 'room:lobby', offset: second.offset, data: { n: 2 } })
+  }
+})
+
+test('topics a route does not allow are FORBIDDEN; a route without a policy allows none', async (t) => {
+  const server = await startServer(t, (app) => {
+    declareRoomRoute(app)
+    app.wsRoute('/closed')
+  })
+  const client = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  const refused = await client.request('$subscribe', { topic: 'admin:secrets' })
+  assert.deepEqual(refused.error, { code: 'FORBIDDEN', message: 'not allowed to subscribe to this topic' })
+  const closed = await TestClient.connect(t, `${server.wsUrl}/closed`)
+  assert.equal((await closed.request('$subscribe', { topic: 'room:lobby' })).error.code, 'FORBIDDEN')
+  assert.ok(server.logs.some((line) => line.msg === 'ws.message_refused' && line.code === 'FORBIDDEN'))
+})
+
+test('$subscribe data is validated: topic required and bounded, since must be an offset', async (t) => {
+  const { connect } = await setup(t)
+  const client = await connect()
+  for (const data of [{}, { topic: '' }, { topic: 'room:' + 'x'.repeat(300) }, { topic: 'room:a', since: 'yesterday' }, { topic: 'room:a', since: '1-2-3' }]) {
+    const frame = await client.request('$subscribe', data)
+    assert.equal(frame.error?.code, 'VALIDATION_FAILED', JSON.stringify(data))
+  }
+})
+
+test('$unsubscribe answers the topic and stops delivery', async (t) => {
+  const { route, connect } = await setup(t)
+  const client = await connect()
+  await client.request('$subscribe', { topic: 'room:a' })
+  await route.publish('room:a', 'note', { n: 1 })
+  await client.next((frame) => frame.type === 'note')
+  assert.deepEqual(await client.request('$unsubscribe', { topic: 'room:a' }), { type: '$reply', id: 2, data: { topic: 'room:a' } })
+  await route.publish('room:a', 'note', { n: 2 })
+  assert.equal((await client.request('$unsubscribe', { topic: 'room:a' })).type, '$reply', 'unsubscribing twice is harmless')
+  assert.deepEqual(notesOf(client.drain()), [])
+})
+
+test('resuming with since and epoch replays what was missed, in order, then goes live: recovered', async (t) => {
+  const { route, connect } = await setup(t)
+  const first = await connect()
+  const joined = await first.request('$subscribe', { topic: 'room:r' })
+  await route.publish('room:r', 'note', { n: 1 })
+  const seen = await first.next((frame) => frame.type === 'note')
+  first.socket.close()
+  await first.closed
+
+  await route.publish('room:r', 'note', { n: 2 })
+  await route.publish('room:r', 'note', { n: 3 })
+  const again = await connect()
+  const resumed = await again.request('$subscribe', { topic: 'room:r', since: seen.offset, epoch: joined.data.epoch })
+  assert.equal(resumed.data.recovered, true)
+  await route.publish('room:r', 'note', { n: 4 })
+  await again.next((frame) => frame.type === 'note' && frame.data.n === 4)
+  const frames = again.drain()
+  assert.deepEqual(notesOf(frames), [2, 3])
+})
+
+test('a resume reaching past the history replays what is held and says recovered: false', async (t) => {
+  const { route, connect } = await setup(t, { broker: new MemoryBroker({ historySize: 2 }) })
+  const first = await route.publish('room:old', 'note', { n: 1 })
+  for (let n = 2; n <= 5; n++) await route.publish('room:old', 'note', { n })
+  const client = await connect()
+  const reply = await client.request('$subscribe', { topic: 'room:old', since: first.offset, epoch: first.epoch })
+  assert.equal(reply.data.recovered, false)
+  const four = await client.next((frame) => frame.type === 'note')
+  const five = await client.next((frame) => frame.type === 'note')
+  assert.deepEqual([four.data.n, five.data.n], [4, 5], 'the two entries still held, in order')
+})
+
+test('a resume from another epoch replays nothing and says recovered: false', async (t) => {
+  const { route, connect } = await setup(t)
+  const first = await route.publish('room:e', 'note', { n: 1 })
+  const latest = await route.publish('room:e', 'note', { n: 2 })
+  const client = await connect()
+  const reply = await client.request('$subscribe', { topic: 'room:e', since: first.offset, epoch: 'an-old-epoch' })
+  assert.deepEqual(reply.data, { topic: 'room:e', offset: latest.offset, epoch: latest.epoch, recovered: false })
+  await route.publish('room:e', 'note', { n: 3 })
+  await client.next((frame) => frame.type === 'note' && frame.data.n === 3)
+  assert.deepEqual(notesOf(client.drain()), [], 'nothing from the unknown history')
+})
+
+test('without since, recovered is false and only events after the answered offset arrive', async (t) => {
+  const { route, connect } = await setup(t)
+  await route.publish('room:n', 'note', { n: 1 })
+  const client = await connect()
+  const reply = await client.request('$subscribe', { topic: 'room:n' })
+  assert.equal(reply.data.recovered, false)
+  await route.publish('room:n', 'note', { n: 2 })
+  await client.next((frame) => frame.type === 'note' && frame.data.n === 2)
+  assert.deepEqual(notesOf(client.drain()), [])
+})
+
+test('resuming while events keep coming loses none and repeats none', async (t) => {
+  const { route, connect } = await setup(t)
+  const start = await route.publish('room:busy', 'note', { n: 0 })
+  let publishing = true
+  let published = 0
+  const publisher = (async () => {
+    while (publishing || published < 200) {
+      await route.publish('room:busy', 'note', { n: ++published })
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  })()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const client = await connect()
+  const reply = await client.request('$subscribe', { topic: 'room:busy', since: start.offset, epoch: start.epoch })
+  assert.equal(reply.data.recovered, true)
+  publishing = false
+  await publisher
+  await client.next((frame) => frame.type === 'note' && frame.data.n === published, 5_000)
+  const received = notesOf(client.drain()).concat(published)
+  assert.deepEqual(received, Array.from({ length: published }, (_, i) => i + 1))
+})
+
+test('one broker subscription per topic for all local connections, released with the last', async (t) => {
+  const calls: string[] = []
+  class CountingBroker extends MemoryBroker {
+    override async subscribe (topic: string, listener: TopicListener): Promise<void> {
+      calls.push(`subscribe ${topic}`)
+      await super.subscribe(topic, listener)
+    }
+
+    override async unsubscribe (topic: string, listener: TopicListener): Promise<void> {
+      calls.push(`unsubscribe ${topic}`)
+      await super.unsubscribe(topic, listener)
+    }
+  }
+  const { connect } = await setup(t, { broker: new CountingBroker() })
+  const clients = [await connect(), await connect(), await connect()]
+  for (const client of clients) await client.request('$subscribe', { topic: 'room:shared' })
+  assert.deepEqual(calls, ['subscribe room:shared'])
+  await clients[0]!.request('$unsubscribe', { topic: 'room:shared' })
+  clients[1]!.socket.close()
+  await clients[1]!.closed
+  assert.deepEqual(calls, ['subscribe room:shared'])
+  clients[2]!.socket.close()
+  await eventually(() => calls.length === 2, 2_000, 'broker unsubscribe')
+  assert.deepEqual(calls, ['subscribe room:shared', 'unsubscribe room:shared'])
+})
+
+test('a connection holds at most maxSubscriptionsPerConnection topics', async (t) => {
+  const { connect } = await setup(t, { maxSubscriptionsPerConnection: 2 })
+  const client = await connect()
+  assert.equal((await client.request('$subscribe', { topic: 'room:1' })).type, '$reply')
+  assert.equal((await client.request('$subscribe', { topic: 'room:2' })).type, '$reply')
+  assert.equal((await client.request('$subscribe', { topic: 'room:2' })).type, '$reply', 'resubscribing counts once')
+  const refused = await client.request('$subscribe', { topic: 'room:3' })
+  assert.equal(refused.error.code, 'FORBIDDEN')
+  assert.match(refused.error.message, /at most 2 topics/)
+})

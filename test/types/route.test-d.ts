@@ -1,0 +1,85 @@
+/*
+ * Type tests, checked by `tsc` in `npm test`: the file must compile (inference works) and every
+ * `@ts-expect-error` line must be an error (wrong payloads are rejected). Never run.
+ */
+import Fastify from 'fastify'
+import { Type } from 'typebox'
+import realtime, { RealtimeError, type MessageContext, type RealtimeConnection, type TopicPosition } from '../../plugin/index.js'
+import type { ChatRoute } from '../../app/chat-route.js'
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+function expectType<T extends true> (): T | undefined { return undefined }
+
+const Note = Type.Object({ n: Type.Integer(), label: Type.Optional(Type.String()) })
+const Text = Type.Object({ text: Type.String() })
+
+const app = Fastify()
+await app.register(realtime, { maxPayload: 1024 })
+
+const route = app.wsRoute('/ws', {
+  events: { note: Note },
+  authorizeSubscribe: (topic, connection) => {
+    expectType<Equal<typeof topic, string>>()
+    expectType<Equal<typeof connection, RealtimeConnection<{ note: typeof Note }>>>()
+    return topic.startsWith('room:')
+  }
+})
+  .message('echo', { data: Text, reply: Text }, (data, context) => {
+    expectType<Equal<typeof data, { text: string }>>()
+    expectType<Equal<typeof context, MessageContext<{ note: typeof Note }>>>()
+    context.connection.send('note', { n: 1 })
+    context.connection.send('note', { n: 1, label: 'x' })
+    // @ts-expect-error an event the route does not declare
+    context.connection.send('other', { n: 1 })
+    // @ts-expect-error an event payload of the wrong type
+    context.connection.send('note', { n: '1' })
+    // @ts-expect-error a required field missing
+    context.connection.send('note', { label: 'x' })
+    return { text: data.text }
+  })
+  .message('publishes', { data: Type.Object({ room: Type.String() }), reply: Type.Object({ offset: Type.String() }) }, async (data, { publish }) => {
+    const position = await publish(`room:${data.room}`, 'note', { n: 2 })
+    expectType<Equal<typeof position, TopicPosition>>()
+    // @ts-expect-error published data must match the event's schema
+    await publish('room:x', 'note', { n: 'two' })
+    return { offset: position.offset }
+  })
+  .message('silent', {}, (data) => {
+    expectType<Equal<typeof data, undefined>>()
+  })
+  .message('refuses', { data: Text }, () => {
+    throw new RealtimeError('FORBIDDEN', 'no')
+  })
+
+// @ts-expect-error the handler's reply must match the reply schema
+route.message('wrongReply', { reply: Text }, () => ({ text: 42 }))
+// @ts-expect-error a handler with a reply schema must return a reply
+route.message('missingReply', { reply: Text }, () => {})
+// @ts-expect-error data is typed from the schema: no such field
+route.message('wrongData', { data: Text }, (data) => { data.missing.toString() })
+// @ts-expect-error async handlers are held to the reply schema too
+route.message('asyncWrongReply', { reply: Text }, async () => ({ text: false }))
+
+// The route's type records every message and event, for typed clients.
+type Messages = typeof route.types.messages
+expectType<Equal<keyof Messages, 'echo' | 'publishes' | 'silent' | 'refuses'>>()
+expectType<Equal<Messages['echo'], { data: typeof Text, reply: typeof Text }>>()
+expectType<Equal<keyof typeof route.types.events, 'note'>>()
+
+await route.publish('room:a', 'note', { n: 3 })
+// @ts-expect-error publishing an undeclared event
+await route.publish('room:a', 'unknown', { n: 3 })
+
+// A route without events can push nothing.
+app.wsRoute('/quiet').message('x', {}, (_data, { connection }) => {
+  // @ts-expect-error no events declared
+  connection.send('note', { n: 1 })
+})
+
+// The example app's exported route type carries its messages.
+expectType<Equal<keyof ChatRoute['types']['messages'], 'echo' | 'say'>>()
+expectType<Equal<keyof ChatRoute['types']['events'], 'message'>>()
+
+// Plugin options are typed.
+// @ts-expect-error maxPayload is a number
+await app.register(realtime, { maxPayload: '64k' })
