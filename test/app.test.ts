@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { test } from 'node:test'
+import { buildApp } from '../app/app.js'
+import { ConfigError, loadConfig } from '../app/config.js'
+import { TestClient } from './helpers/client.js'
+import { listen } from './helpers/server.js'
+
+async function startApp (t: Parameters<typeof listen>[0], env: NodeJS.ProcessEnv = {}) {
+  return await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', ...env })))
+}
+
+test('config: defaults, WS_* values, and clear errors for bad values', () => {
+  assert.deepEqual(loadConfig({}), {
+    port: 3000, host: '0.0.0.0', logLevel: 'info', maxPayload: undefined, heartbeatMs: undefined, messagesPerSecond: undefined
+  })
+  const config = loadConfig({ PORT: '8080', HOST: '127.0.0.1', LOG_LEVEL: 'debug', WS_MAX_PAYLOAD: '1024', WS_HEARTBEAT_MS: '0', WS_MESSAGES_PER_SECOND: '5' })
+  assert.deepEqual(config, { port: 8080, host: '127.0.0.1', logLevel: 'debug', maxPayload: 1024, heartbeatMs: 0, messagesPerSecond: 5 })
+  assert.throws(() => loadConfig({ PORT: 'eighty' }), (err: Error) => err instanceof ConfigError && /PORT must be an integer/.test(err.message))
+  assert.throws(() => loadConfig({ PORT: '70000' }), ConfigError)
+  assert.throws(() => loadConfig({ WS_MAX_PAYLOAD: '0' }), /WS_MAX_PAYLOAD/)
+  assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL must be one of/)
+})
+
+test('example app: health, demo page, echo and say to a room on /ws', async (t) => {
+  const server = await startApp(t, { WS_MESSAGES_PER_SECOND: '100' })
+  assert.deepEqual(await (await fetch(`${server.httpUrl}/health/live`)).json(), { status: 'ok' })
+  assert.deepEqual(await (await fetch(`${server.httpUrl}/health/ready`)).json(), { status: 'ready' })
+  const page = await fetch(`${server.httpUrl}/`)
+  assert.match(page.headers.get('content-type') ?? '', /text\/html/)
+  assert.match(await page.text(), /<script src="\/demo.js">/)
+  const script = await fetch(`${server.httpUrl}/demo.js`)
+  assert.match(script.headers.get('content-type') ?? '', /javascript/)
+  assert.match(await script.text(), /realtime\.v1/)
+
+  const alice = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  const bob = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  assert.equal(alice.welcome?.data.limits.messagesPerSecond, 100)
+  assert.deepEqual(await alice.request('echo', { text: 'hi' }), { type: '$reply', id: 1, data: { text: 'hi' } })
+  assert.equal((await alice.request('echo', { text: 'x'.repeat(1001) })).error.code, 'VALIDATION_FAILED')
+  assert.equal((await alice.request('echo', { text: 'x', extra: true })).error.code, 'VALIDATION_FAILED')
+
+  const joined = await bob.request('$subscribe', { topic: 'room:lobby' })
+  assert.equal(joined.data.recovered, false)
+  const before = Date.now()
+  const said = await alice.request('say', { room: 'lobby', text: 'hello, lobby' })
+  assert.match(said.data.offset, /^\d+-\d+$/)
+  const event = await bob.next((frame) => frame.type === 'message')
+  assert.equal(event.topic, 'room:lobby')
+  assert.equal(event.offset, said.data.offset)
+  assert.deepEqual(Object.keys(event.data).sort(), ['from', 'room', 'text', 'ts'])
+  assert.equal(event.data.room, 'lobby')
+  assert.equal(event.data.text, 'hello, lobby')
+  assert.equal(event.data.from, `anon-${String(alice.welcome?.data.connectionId).slice(0, 8)}`)
+  assert.ok(event.data.ts >= before && event.data.ts <= Date.now())
+
+  for (const room of ['Lobby', 'a b', '', 'x'.repeat(33)]) {
+    assert.equal((await alice.request('say', { room, text: 'hi' })).error.code, 'VALIDATION_FAILED', room)
+  }
+  assert.equal((await alice.request('say', { room: 'lobby', text: '' })).error.code, 'VALIDATION_FAILED')
+  assert.equal((await alice.request('say', { room: 'lobby', text: 'x'.repeat(2001) })).error.code, 'VALIDATION_FAILED')
+  assert.equal((await alice.request('$subscribe', { topic: 'admin' })).error.code, 'FORBIDDEN')
+  assert.equal((await alice.request('$subscribe', { topic: 'room:UPPER' })).error.code, 'FORBIDDEN')
+})
+
+test('npm start: the app listens on PORT, serves, and exits 0 on SIGTERM', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'app/server.ts'], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.after(() => child.kill('SIGKILL'))
+  let output = ''
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`app did not start: ${output}`)), 20_000)
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(output)
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer)
+        resolve(match[1])
+      }
+    })
+  })
+  assert.equal((await fetch(`${url}/health/ready`)).status, 200)
+  const client = await TestClient.connect(t, `${url.replace('http', 'ws')}/ws`)
+  child.kill('SIGTERM')
+  assert.equal((await client.closed).code, 1001)
+  const [code] = await once(child, 'exit')
+  assert.equal(code, 0)
+})
+
+test('a bad environment stops the app with a message naming the variable', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'app/server.ts'], {
+    env: { ...process.env, PORT: 'nope' },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const [code] = await once(child, 'exit')
+  assert.equal(code, 1)
+  assert.match(stderr, /configuration error: PORT must be an integer/)
+})
