@@ -47,7 +47,9 @@ export function handleFrame (env: DispatchEnvironment, connection: Connection, r
       connection.sendError(id, ErrorCode.VALIDATION_FAILED, 'data failed validation', { details })
       return
     }
-    void runHandler(env, connection, message, envelope)
+    runHandler(env, connection, message, envelope).catch((err: unknown) => {
+      connection.log.error({ err }, 'ws.internal_error')
+    })
   } catch (err) {
     connection.log.error({ err }, 'ws.internal_error')
     connection.close(CloseCode.INTERNAL_ERROR, 'internal error')

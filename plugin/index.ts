@@ -70,7 +70,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     get connectionCount () { return state.connections.size },
     get accepting () { return state.accepting }
   })
-  fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas>(this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E> = {}) {
+  fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E> = {}) {
     return declareRoute(this, state, url, routeOptions)
   })
   if (options.healthRoutes) registerHealthRoutes(fastify, state)

@@ -79,9 +79,8 @@ export function declareRoute<E extends EventSchemas> (
   instance.route({
     method: 'GET',
     url,
-    onRequest: (request, reply, done) => {
-      if (request.ws) refuseUpgrade(state, request, reply)
-      done()
+    onRequest: async (request, reply) => {
+      if (request.ws) return refuseUpgrade(state, request, reply)
     },
     handler: upgradeRequired,
     wsHandler: (socket, request) => openConnection(state, compiled, socket, request)
@@ -90,23 +89,23 @@ export function declareRoute<E extends EventSchemas> (
 }
 
 /** Plain-HTTP refusals that must happen before the handshake completes (PROTOCOL.md). */
-function refuseUpgrade (state: RealtimeState, request: FastifyRequest, reply: FastifyReply): void {
+function refuseUpgrade (state: RealtimeState, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   if (!state.accepting) {
     request.log.info({ reason: 'draining' }, 'ws.rejected')
-    void reply.code(503).header('retry-after', '1').send({ error: 'Service Unavailable', message: 'server is shutting down' })
-    return
+    return reply.code(503).header('retry-after', '1').send({ error: 'Service Unavailable', message: 'server is shutting down' })
   }
   const offered = request.headers['sec-websocket-protocol']
-  if (offered === undefined) return
+  if (offered === undefined) return undefined
   const versions = offered.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && !entry.startsWith(BEARER_PROTOCOL_PREFIX))
   if (versions.length > 0 && !versions.includes(SUBPROTOCOL)) {
     request.log.info({ reason: 'subprotocol' }, 'ws.rejected')
-    void reply.code(400).send({ error: 'Bad Request', message: `unsupported subprotocol: this server speaks ${SUBPROTOCOL}` })
+    return reply.code(400).send({ error: 'Bad Request', message: `unsupported subprotocol: this server speaks ${SUBPROTOCOL}` })
   }
+  return undefined
 }
 
-function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): void {
-  void reply.code(426).header('upgrade', 'websocket').send({ error: 'Upgrade Required', message: 'connect with a WebSocket client' })
+function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.code(426).header('upgrade', 'websocket').send({ error: 'Upgrade Required', message: 'connect with a WebSocket client' })
 }
 
 function openConnection (state: RealtimeState, route: CompiledRoute, socket: WebSocket, request: FastifyRequest): void {

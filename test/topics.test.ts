@@ -134,10 +134,10 @@ test('without since, recovered is false and only events after the answered offse
 test('resuming while events keep coming loses none and repeats none', async (t) => {
   const { route, connect } = await setup(t)
   const start = await route.publish('room:busy', 'note', { n: 0 })
-  let publishing = true
+  const load = { publishing: true }
   let published = 0
   const publisher = (async () => {
-    while (publishing || published < 200) {
+    while (load.publishing || published < 200) {
       await route.publish('room:busy', 'note', { n: ++published })
       await new Promise((resolve) => setImmediate(resolve))
     }
@@ -146,7 +146,7 @@ test('resuming while events keep coming loses none and repeats none', async (t) 
   const client = await connect()
   const reply = await client.request('$subscribe', { topic: 'room:busy', since: start.offset, epoch: start.epoch })
   assert.equal(reply.data.recovered, true)
-  publishing = false
+  load.publishing = false
   await publisher
   await client.next((frame) => frame.type === 'note' && frame.data.n === published, 5_000)
   const received = notesOf(client.drain()).concat(published)

@@ -50,7 +50,7 @@ function subscribe () {
 
 function connect () {
   setState('connecting')
-  const url = new URL('/ws', location.href)
+  const url = new URL('/ws', document.baseURI)
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
   socket = new WebSocket(url, 'realtime.v1')
   socket.addEventListener('open', () => {

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { CloseCode, DEFAULTS, ErrorCode } from '../plugin/index.js'
+
+const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
+const readme = read('README.md')
+const protocol = read('docs/PROTOCOL.md')
+const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
+
+/** Rows of the markdown table whose header starts with `firstHeader`: first cell → second cell. */
+function tableRows (markdown: string, firstHeader: string): Map<string, string> {
+  const lines = markdown.split('\n')
+  const start = lines.findIndex((line) => line.startsWith(`| ${firstHeader} |`))
+  assert.ok(start >= 0, `a table headed "${firstHeader}"`)
+  const rows = new Map<string, string>()
+  for (const line of lines.slice(start + 2)) {
+    if (!line.startsWith('|')) break
+    const [key, value] = line.split('|').slice(1, 3).map((cell) => cell.trim().replaceAll('`', ''))
+    rows.set(key as string, value as string)
+  }
+  return rows
+}
+
+test('the README opens with the two newcomer commands, and they are the ones CI and npm run', () => {
+  const firstBlock = /```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
+  assert.ok(readme.indexOf('```sh') < readme.indexOf('\n## '), 'the commands come before any section')
+  assert.match(firstBlock, /^npm install && npm start\s/m)
+  assert.match(firstBlock, /^npm test\s/m)
+
+  const ci = read('.ci/run')
+  assert.match(ci, /^npm ci$/m)
+  assert.match(ci, /^npm test$/m)
+  assert.ok(ci.indexOf('npm ci') < ci.indexOf('npm test'))
+
+  assert.match(scripts.start ?? '', /app\/server\.ts/)
+  const testScript = scripts.test ?? ''
+  for (const step of ['scripts/install-system-deps.sh', 'npm run lint', 'npm run typecheck', 'npm run test:node']) {
+    assert.ok(testScript.includes(step), `npm test runs ${step}`)
+  }
+  assert.match(scripts['test:node'] ?? '', /--test .*test\/\*\.test\.ts/)
+})
+
+test('the README option table states the defaults the code uses', () => {
+  const rows = tableRows(readme, 'option')
+  const documented = ['maxPayload', 'heartbeatMs', 'messagesPerSecond', 'maxNestingDepth', 'maxSubscriptionsPerConnection'] as const
+  for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
+  assert.equal(rows.get('perMessageDeflate'), 'false')
+  assert.equal(rows.get('healthRoutes'), 'true')
+})
+
+test('the README environment table matches the plugin defaults it stands for', () => {
+  const rows = tableRows(readme, 'variable')
+  assert.equal(rows.get('PORT'), '3000')
+  assert.equal(rows.get('HOST'), '0.0.0.0')
+  assert.equal(rows.get('LOG_LEVEL'), 'info')
+  assert.equal(rows.get('WS_MAX_PAYLOAD'), String(DEFAULTS.maxPayload))
+  assert.equal(rows.get('WS_HEARTBEAT_MS'), String(DEFAULTS.heartbeatMs))
+  assert.equal(rows.get('WS_MESSAGES_PER_SECOND'), String(DEFAULTS.messagesPerSecond))
+})
+
+test('the protocol document lists every error code and close code the code knows', () => {
+  const errorRows = tableRows(protocol, 'code')
+  for (const code of Object.values(ErrorCode)) assert.ok(errorRows.has(code), code)
+  for (const code of Object.values(ErrorCode)) assert.ok(readme.includes(`\`${code}\``), `README: ${code}`)
+  const closeSection = protocol.slice(protocol.indexOf('## Close codes'))
+  const closeRows = tableRows(closeSection, 'code')
+  for (const code of Object.values(CloseCode)) assert.ok(closeRows.has(String(code)), String(code))
+})
