@@ -109,7 +109,14 @@ function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): Fastif
 }
 
 function openConnection (state: RealtimeState, route: CompiledRoute, socket: WebSocket, request: FastifyRequest): void {
-  const connection = new Connection(socket, request, route)
+  let connection: Connection
+  try {
+    connection = new Connection(socket, request, route)
+  } catch (err) {
+    request.log.error({ err }, 'ws.internal_error')
+    socket.close(CloseCode.INTERNAL_ERROR, 'internal error')
+    return
+  }
   // Listeners go on before anything async: frames that arrive first are not lost.
   socket.on('message', (data, isBinary) => handleFrame(state.dispatch, connection, data as Buffer, isBinary))
   socket.on('pong', () => { connection.alive = true })

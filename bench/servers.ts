@@ -1,0 +1,65 @@
+/*
+ * The servers `npm run bench` compares, one per process: `node --import tsx bench/servers.ts <kind>`.
+ * It prints its port on stdout and answers `cpu` messages on the IPC channel with its CPU time.
+ */
+import fastifyWebsocket from '@fastify/websocket'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { buildApp } from '../app/app.js'
+import { loadConfig } from '../app/config.js'
+
+export type ServerKind = 'plugin' | 'bare' | 'handwritten'
+
+/** The example app itself, with the message budget raised so that it never limits the load. */
+async function pluginServer (): Promise<FastifyInstance> {
+  return await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000' }))
+}
+
+/** `@fastify/websocket` sending every frame back unread: the floor for any protocol. */
+async function bareServer (): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(fastifyWebsocket)
+  app.get('/ws', { websocket: true }, (socket) => {
+    socket.on('message', (data, isBinary) => socket.send(data as Buffer, { binary: isBinary }))
+  })
+  return app
+}
+
+/** What a careful developer writes by hand: JSON, a compiled TypeBox check, a `$reply`. */
+async function handwrittenServer (): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(fastifyWebsocket)
+  const echo = Compile(Type.Object({ text: Type.String({ maxLength: 1000 }) }))
+  app.get('/ws', { websocket: true }, (socket) => {
+    socket.on('message', (data) => {
+      let message: { type?: unknown, id?: unknown, data?: { text: string } }
+      try {
+        message = JSON.parse(data.toString())
+      } catch {
+        return
+      }
+      if (message.type === 'echo' && echo.Check(message.data)) {
+        socket.send(JSON.stringify({ type: '$reply', id: message.id, data: { text: message.data.text } }))
+      }
+    })
+  })
+  return app
+}
+
+const builders: Record<ServerKind, () => Promise<FastifyInstance>> = { plugin: pluginServer, bare: bareServer, handwritten: handwrittenServer }
+
+const kind = process.argv[2] as ServerKind
+const build = builders[kind]
+if (build === undefined) throw new Error(`unknown server kind ${kind}: use ${Object.keys(builders).join(', ')}`)
+const app = await build()
+await app.listen({ port: 0, host: '127.0.0.1' })
+const address = app.server.address()
+if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
+process.on('message', (message) => {
+  if (message === 'cpu') process.send?.(process.cpuUsage())
+})
+process.on('disconnect', () => {
+  app.close().finally(() => process.exit(0)).catch(() => process.exit(1))
+})
+console.log(address.port)
