@@ -40,6 +40,8 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   alive = true
   /** Handlers running for this connection, awaited on drain. */
   inflight = 0
+  /** Whether `ws.message` lines are written: decided once, not paid for per message. */
+  readonly logsEachMessage: boolean
   readonly #socket: WebSocket
   readonly #stream: Socket | undefined
   readonly #bucket: TokenBucket | undefined
@@ -52,6 +54,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     this.compiledRoute = route
     this.route = route.url
     this.log = request.log.child({ connectionId: this.id, route: route.url })
+    this.logsEachMessage = this.log.level === 'debug' || this.log.level === 'trace'
     // The upgraded TCP socket: corking it batches every frame written in one tick into one write.
     const stream = request.raw.socket as Socket | undefined
     this.#stream = typeof stream?.cork === 'function' ? stream : undefined

@@ -72,6 +72,8 @@ function withinBudget (connection: Connection, id: MessageId | undefined): boole
 async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope): Promise<void> {
   const data = message.validator === undefined ? undefined : envelope.data
   const context = createContext(env, connection, envelope)
+  const startedAt = connection.logsEachMessage ? performance.now() : 0
+  let outcome = 'ok'
   connection.inflight++
   try {
     const result = await message.handler(data, context)
@@ -80,27 +82,33 @@ async function runHandler (env: DispatchEnvironment, connection: Connection, mes
     }
     message.afterReply?.(data, context)
   } catch (err) {
-    answerHandlerError(connection, envelope, err)
+    outcome = answerHandlerError(connection, envelope, err)
   } finally {
     connection.inflight--
   }
+  if (connection.logsEachMessage) {
+    connection.log.debug({ type: envelope.type, outcome, durationMs: performance.now() - startedAt }, 'ws.message')
+  }
 }
 
-/** The one place where what a handler threw becomes an `$error` frame. */
-function answerHandlerError (connection: Connection, envelope: Envelope, err: unknown): void {
+/** The one place where what a handler threw becomes an `$error` frame; returns its code. */
+function answerHandlerError (connection: Connection, envelope: Envelope, err: unknown): string {
   const { id, type } = envelope
   if (err instanceof RealtimeError) {
     connection.log.info({ type, code: err.code }, 'ws.message_refused')
     connection.sendError(id, err.code, err.message, { details: err.details, retryAfterMs: err.retryAfterMs })
-  } else if (err instanceof BrokerUnavailableError) {
+    return err.code
+  }
+  if (err instanceof BrokerUnavailableError) {
     connection.log.warn({ type, err }, 'ws.broker_unavailable')
     connection.sendError(id, ErrorCode.UNAVAILABLE, 'a service this message needs is unavailable', {
       retryAfterMs: DEFAULTS.unavailableRetryAfterMs
     })
-  } else {
-    connection.log.error({ type, err }, 'ws.handler_error')
-    connection.sendError(id, ErrorCode.HANDLER_ERROR, 'the handler failed to process this message')
+    return ErrorCode.UNAVAILABLE
   }
+  connection.log.error({ type, err }, 'ws.handler_error')
+  connection.sendError(id, ErrorCode.HANDLER_ERROR, 'the handler failed to process this message')
+  return ErrorCode.HANDLER_ERROR
 }
 
 function handleBinary (connection: Connection, raw: Buffer): void {

@@ -88,18 +88,22 @@ export function declareRoute<E extends EventSchemas> (
   return new RealtimeRoute<E, {}>(compiled, state)
 }
 
-/** Plain-HTTP refusals that must happen before the handshake completes (PROTOCOL.md). */
+/**
+ * Plain-HTTP refusals that must happen before the handshake completes (PROTOCOL.md). The socket
+ * of a refused upgrade is destroyed once answered, so the answer says `Connection: close`: a
+ * client with a keep-alive pool would otherwise send its next request into a dead socket.
+ */
 function refuseUpgrade (state: RealtimeState, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   if (!state.accepting) {
     request.log.info({ reason: 'draining' }, 'ws.rejected')
-    return reply.code(503).header('retry-after', '1').send({ error: 'Service Unavailable', message: 'server is shutting down' })
+    return reply.code(503).header('connection', 'close').header('retry-after', '1').send({ error: 'Service Unavailable', message: 'server is shutting down' })
   }
   const offered = request.headers['sec-websocket-protocol']
   if (offered === undefined) return undefined
   const versions = offered.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && !entry.startsWith(BEARER_PROTOCOL_PREFIX))
   if (versions.length > 0 && !versions.includes(SUBPROTOCOL)) {
     request.log.info({ reason: 'subprotocol' }, 'ws.rejected')
-    return reply.code(400).send({ error: 'Bad Request', message: `unsupported subprotocol: this server speaks ${SUBPROTOCOL}` })
+    return reply.code(400).header('connection', 'close').send({ error: 'Bad Request', message: `unsupported subprotocol: this server speaks ${SUBPROTOCOL}` })
   }
   return undefined
 }

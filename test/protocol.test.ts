@@ -158,6 +158,8 @@ test('a handler that throws or rejects yields HANDLER_ERROR, logs the stack, and
   assert.match(logged.err.stack, /hunter2[\s\S]*protocol\.test\.ts/)
   assert.equal((await client.request('echo', { text: 'a' })).type, '$reply')
   assert.equal((await bystander.request('echo', { text: 'b' })).type, '$reply')
+  const handled = server.logs.filter((line) => line.msg === 'ws.message').map((line) => `${String(line.type)}:${String(line.outcome)}`)
+  assert.deepEqual(handled, ['explode:HANDLER_ERROR', 'reject:HANDLER_ERROR', 'echo:ok', 'echo:ok'])
 })
 
 test('RealtimeError answers with its own code, message and details', async (t) => {
@@ -248,6 +250,7 @@ test('subprotocol realtime.v1: chosen when offered, optional, and unknown versio
   const unknown = await upgradeStatus(url, { 'sec-websocket-protocol': 'realtime.v2, chat' })
   assert.equal(unknown.status, 400)
   assert.match(unknown.body, /realtime\.v1/)
+  assert.equal(unknown.headers.connection, 'close', 'a refused upgrade socket is not reused')
 
   const bearerOnly = await upgradeStatus(url, { 'sec-websocket-protocol': 'bearer.abc' })
   assert.equal(bearerOnly.status, 101)
@@ -259,4 +262,13 @@ test('a plain GET on a WebSocket route answers 426 Upgrade Required', async (t) 
   const response = await fetch(`${server.httpUrl}/ws`)
   assert.equal(response.status, 426)
   assert.equal(response.headers.get('upgrade'), 'websocket')
+})
+
+test('regression: an upgrade right after a refused one succeeds for clients that pool keep-alive sockets', async (t) => {
+  const server = await startServer(t, declareTestRoute)
+  const url = `${server.wsUrl}/ws`
+  for (let i = 0; i < 30; i++) {
+    assert.equal((await upgradeStatus(url, { 'sec-websocket-protocol': 'realtime.v9' })).status, 400)
+    assert.equal((await upgradeStatus(url)).status, 101)
+  }
 })
