@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
-import realtime from '../plugin/index.js'
+import fastifyMetrics from 'fastify-metrics'
+import realtime, { redactUrl } from '../plugin/index.js'
+import { jwtAuthenticator } from './authenticate.js'
 import { declareChatRoute } from './chat-route.js'
 import type { AppConfig } from './config.js'
 
@@ -8,11 +10,31 @@ const publicDir = new URL('./public/', import.meta.url)
 
 /** Builds the example app; `server.ts` listens, tests build it on port 0. */
 export async function buildApp (config: AppConfig): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: config.logLevel } })
+  const app = Fastify({
+    // A hop count is documented by Fastify but missing from its types.
+    trustProxy: config.trustProxy as boolean | string,
+    logger: {
+      level: config.logLevel,
+      // Tokens may ride in `?token=` (browsers cannot set headers on a WebSocket).
+      serializers: {
+        req: (request) => ({ method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip })
+      },
+      redact: ['req.headers.authorization']
+    }
+  })
+  // Registered first, so the plugin's ws_* metrics join its registry and its /metrics.
+  await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
   await app.register(realtime, {
     maxPayload: config.maxPayload,
     heartbeatMs: config.heartbeatMs,
-    messagesPerSecond: config.messagesPerSecond
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxConnections: config.maxConnections,
+    maxBufferedBytes: config.maxBufferedBytes,
+    upgradeRateLimit: config.upgradeRateLimit,
+    messagesPerSecond: config.messagesPerSecond,
+    allowedOrigins: config.allowedOrigins,
+    drainMs: config.drainMs,
+    authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret)
   })
   declareChatRoute(app)
 

@@ -31,7 +31,7 @@ export function declareChatRoute (app: FastifyInstance) {
       const { offset } = await publish(`room:${data.room}`, 'message', {
         room: data.room,
         text: data.text,
-        from: `anon-${connection.id.slice(0, 8)}`,
+        from: connection.identity?.id ?? `anon-${connection.id.slice(0, 8)}`,
         ts: Date.now()
       })
       return { offset }

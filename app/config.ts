@@ -3,9 +3,19 @@ export interface AppConfig {
   port: number
   host: string
   logLevel: string
+  /** Fastify's `trustProxy`: whether `X-Forwarded-For` decides the client IP. */
+  trustProxy: boolean | number | string
+  /** HS256 secret; when set, every connection needs a JWT signed with it. */
+  authSecret: string | undefined
   maxPayload: number | undefined
   heartbeatMs: number | undefined
+  idleTimeoutMs: number | undefined
+  maxConnections: number | undefined
+  maxBufferedBytes: number | undefined
+  upgradeRateLimit: number | undefined
   messagesPerSecond: number | undefined
+  allowedOrigins: string[] | undefined
+  drainMs: number | undefined
 }
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
@@ -17,13 +27,25 @@ export class ConfigError extends Error {
 export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
   const logLevel = env.LOG_LEVEL ?? 'info'
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${[...LOG_LEVELS].join(', ')}, got "${logLevel}"`)
+  const authSecret = env.AUTH_SECRET === '' ? undefined : env.AUTH_SECRET
+  if (authSecret !== undefined && authSecret.length < 32) {
+    throw new ConfigError('AUTH_SECRET must be at least 32 characters: shorter HS256 secrets can be brute-forced')
+  }
   return {
     port: integer(env, 'PORT', 0, 65535) ?? 3000,
     host: env.HOST ?? '0.0.0.0',
     logLevel,
+    trustProxy: trustProxy(env.TRUST_PROXY),
+    authSecret,
     maxPayload: integer(env, 'WS_MAX_PAYLOAD', 1),
     heartbeatMs: integer(env, 'WS_HEARTBEAT_MS', 0),
-    messagesPerSecond: integer(env, 'WS_MESSAGES_PER_SECOND', 0)
+    idleTimeoutMs: integer(env, 'WS_IDLE_TIMEOUT_MS', 0),
+    maxConnections: integer(env, 'WS_MAX_CONNECTIONS', 0),
+    maxBufferedBytes: integer(env, 'WS_MAX_BUFFERED_BYTES', 1),
+    upgradeRateLimit: integer(env, 'WS_UPGRADE_RATE_LIMIT', 0),
+    messagesPerSecond: integer(env, 'WS_MESSAGES_PER_SECOND', 0),
+    allowedOrigins: origins(env.WS_ALLOWED_ORIGINS),
+    drainMs: integer(env, 'WS_DRAIN_MS', 0)
   }
 }
 
@@ -35,4 +57,23 @@ function integer (env: NodeJS.ProcessEnv, name: string, min: number, max = Numbe
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`)
   }
   return value
+}
+
+function origins (raw: string | undefined): string[] | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined
+  const list = raw.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
+  for (const origin of list) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(`WS_ALLOWED_ORIGINS entries must look like https://example.com, got "${origin}"`)
+    }
+  }
+  return list
+}
+
+/** `true`/`false`, a hop count, or a comma list of addresses and CIDR ranges, as Fastify takes it. */
+function trustProxy (raw: string | undefined): boolean | number | string {
+  if (raw === undefined || raw === '' || raw === 'false') return false
+  if (raw === 'true') return true
+  if (/^\d+$/.test(raw)) return Number(raw)
+  return raw
 }

@@ -16,7 +16,9 @@ await app.listen({ port: config.port, host: config.host })
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     app.log.info({ signal }, 'shutting down')
-    app.close().then(() => process.exit(0), (err: unknown) => {
+    // Drain first: while connections close with 1012, readiness and new upgrades get 503 with
+    // Retry-After from the plugin rather than Fastify's bare closing response.
+    app.realtime.drain().then(async () => await app.close()).then(() => process.exit(0), (err: unknown) => {
       app.log.error({ err }, 'shutdown failed')
       process.exit(1)
     })

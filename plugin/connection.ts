@@ -8,7 +8,7 @@ import { FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import { RefusalCounter, TokenBucket } from './limits.js'
 import { CloseCode, errorFrame, eventFrame, replyFrame, type MessageId, type RealtimeErrorOptions } from './protocol.js'
 import type { CompiledRoute } from './route-table.js'
-import type { EventSchemas, RealtimeConnection } from './types.js'
+import type { EventSchemas, Identity, RealtimeConnection } from './types.js'
 
 /** A connection's state on one topic. */
 export interface Subscription {
@@ -20,47 +20,71 @@ export interface Subscription {
   replay: TopicEntry[]
 }
 
+/** Limits a connection enforces on itself. */
+export interface ConnectionLimits {
+  maxBufferedBytes: number
+}
+
 const TEXT_FRAME = { binary: false }
 const MAX_CLOSE_REASON_BYTES = 123
 const OPEN = 1
 
 /**
- * One open WebSocket: writes frames (corked per tick), holds the message budget and topic
- * subscriptions, and closes in one place.
+ * One open WebSocket: writes frames (corked per tick, refused past the buffer limit), holds the
+ * message budgets and topic subscriptions, and closes in one place. Idle connections are the
+ * common case, so anything not every connection needs (logger, per-type budgets) is made on
+ * first use.
  */
 export class Connection<E extends EventSchemas = EventSchemas> implements RealtimeConnection<E> {
   readonly id = randomBytes(12).toString('base64url')
   readonly route: string
   readonly request: FastifyRequest
-  readonly log: FastifyBaseLogger
+  readonly identity: Identity | undefined
   readonly compiledRoute: CompiledRoute
   readonly subscriptions = new Map<string, Subscription>()
   readonly openedAt = performance.now()
+  /** When the last frame arrived (performance.now()), for the idle timeout. */
+  lastMessageAt = this.openedAt
   /** Cleared by each heartbeat ping, set by the pong; still clear at the next ping means dead. */
   alive = true
-  /** Handlers running for this connection, awaited on drain. */
-  inflight = 0
-  /** Whether `ws.message` lines are written: decided once, not paid for per message. */
-  readonly logsEachMessage: boolean
+  /** Set once the socket has closed: work still under way for it must not register anything. */
+  closed = false
   readonly #socket: WebSocket
   readonly #stream: Socket | undefined
+  readonly #limits: ConnectionLimits
   readonly #bucket: TokenBucket | undefined
-  readonly #refusals: RefusalCounter
+  #typeBuckets: Map<string, TokenBucket> | undefined
+  #refusals: RefusalCounter | undefined
+  #log: FastifyBaseLogger | undefined
+  #inflight = 0
+  #idleWaiters: Array<() => void> = []
   #corked = false
+  #closing = false
 
-  constructor (socket: WebSocket, request: FastifyRequest, route: CompiledRoute) {
+  constructor (socket: WebSocket, request: FastifyRequest, route: CompiledRoute, identity: Identity | undefined, limits: ConnectionLimits) {
     this.#socket = socket
     this.request = request
     this.compiledRoute = route
     this.route = route.url
-    this.log = request.log.child({ connectionId: this.id, route: route.url })
-    this.logsEachMessage = this.log.level === 'debug' || this.log.level === 'trace'
+    this.identity = identity
+    this.#limits = limits
     // The upgraded TCP socket: corking it batches every frame written in one tick into one write.
     const stream = request.raw.socket as Socket | undefined
     this.#stream = typeof stream?.cork === 'function' ? stream : undefined
     const rate = route.messagesPerSecond
     this.#bucket = rate > 0 ? new TokenBucket(rate) : undefined
-    this.#refusals = new RefusalCounter(DEFAULTS.abuseWindowMs, Math.max(DEFAULTS.abuseMinRefusals, 2 * rate))
+  }
+
+  /** The request's logger with `connectionId` and `route` bound. */
+  get log (): FastifyBaseLogger {
+    this.#log ??= this.request.log.child({ connectionId: this.id, route: this.route })
+    return this.#log
+  }
+
+  /** Whether `ws.message` lines are written: a level check, not a per-message cost. */
+  get logsEachMessage (): boolean {
+    const level = this.request.log.level
+    return level === 'debug' || level === 'trace'
   }
 
   get topics (): ReadonlySet<string> {
@@ -71,42 +95,90 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     return this.#socket.readyState === OPEN
   }
 
+  /** Bytes waiting to be written to this peer. */
+  get bufferedBytes (): number {
+    return this.#socket.bufferedAmount
+  }
+
+  get inflight (): number {
+    return this.#inflight
+  }
+
   send (event: keyof E & string, data: unknown): void {
     const compiled = this.compiledRoute.events.get(event)
     if (compiled === undefined) throw new FRT_ERR_UNKNOWN_EVENT(event, this.route)
-    this.write(eventFrame(event, compiled.serialize(data)))
+    this.write(eventFrame(event, compiled.serialize(data)), event)
   }
 
   sendReply (id: MessageId, body: string | undefined): void {
-    this.write(replyFrame(id, body))
+    this.write(replyFrame(id, body), '$reply')
   }
 
   sendError (id: MessageId | undefined, code: string, message: string, options?: RealtimeErrorOptions): void {
-    this.write(errorFrame(id, code, message, options))
+    this.write(errorFrame(id, code, message, options), '$error')
   }
 
-  /** Writes a frame if the socket is open; frames written in the same tick leave in one write. */
-  write (frame: string | Buffer): void {
+  /**
+   * Writes a frame if the socket is open; frames written in the same tick leave in one write.
+   * A peer whose unsent bytes exceed `maxBufferedBytes` is closed as a slow consumer instead:
+   * ws buffers without limit, and one client that stops reading would grow the server unbounded.
+   */
+  write (frame: string | Buffer, type: string): void {
     if (this.#socket.readyState !== OPEN) return
+    if (this.#socket.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.#closeSlowConsumer()
+      return
+    }
     if (!this.#corked && this.#stream !== undefined) {
       this.#corked = true
       this.#stream.cork()
       process.nextTick(uncork, this)
     }
     this.#socket.send(frame, TEXT_FRAME)
+    this.compiledRoute.metrics.frameSent(type, typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length)
   }
 
-  /** Milliseconds until the budget allows another message; 0 when this one may proceed. */
-  takeToken (): number {
+  /** Milliseconds until the budget allows another message of `type`; 0 when it may proceed. */
+  takeToken (type: string | undefined, typeRate: number | undefined): number {
+    if (typeRate !== undefined && type !== undefined) {
+      if (typeRate === 0) return 0
+      this.#typeBuckets ??= new Map()
+      let bucket = this.#typeBuckets.get(type)
+      if (bucket === undefined) {
+        bucket = new TokenBucket(typeRate)
+        this.#typeBuckets.set(type, bucket)
+      }
+      return bucket.take()
+    }
     return this.#bucket === undefined ? 0 : this.#bucket.take()
   }
 
   /** Records a refused message; true when refusals have become sustained abuse. */
   recordRefusal (): boolean {
+    this.#refusals ??= new RefusalCounter(DEFAULTS.abuseWindowMs, Math.max(DEFAULTS.abuseMinRefusals, 2 * this.compiledRoute.messagesPerSecond))
     return this.#refusals.record()
   }
 
+  /** Marks a handler as running, so a drain waits for it before closing. */
+  handlerStarted (): void {
+    this.#inflight++
+  }
+
+  handlerFinished (): void {
+    if (--this.#inflight > 0) return
+    const waiters = this.#idleWaiters
+    this.#idleWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** Resolves when no handler is running on this connection. */
+  async whenIdle (): Promise<void> {
+    if (this.#inflight === 0) return
+    await new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
+  }
+
   close (code: number = CloseCode.NORMAL, reason = ''): void {
+    this.#closing = true
     this.#socket.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES))
   }
 
@@ -122,16 +194,26 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     this.#corked = false
     this.#stream?.uncork()
   }
+
+  #closeSlowConsumer (): void {
+    if (this.#closing) return
+    this.log.warn({ bufferedBytes: this.#socket.bufferedAmount }, 'ws.slow_consumer')
+    this.compiledRoute.metrics.slowConsumerClosed()
+    this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
+    // The close frame waits behind the full buffer; a peer that reads nothing never gets it.
+    setTimeout(() => { if (this.#socket.readyState !== 3) this.terminate() }, DEFAULTS.slowConsumerGraceMs).unref()
+  }
 }
 
 function uncork (connection: Connection): void {
   connection.uncork()
 }
 
-function truncateUtf8 (text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text) <= maxBytes) return text
-  let cut = Buffer.from(text).subarray(0, maxBytes).toString('utf8')
-  // A multi-byte character split at the boundary decodes to U+FFFD (3 bytes): drop it.
-  while (Buffer.byteLength(cut) > maxBytes) cut = cut.slice(0, -1)
-  return cut
+export function truncateUtf8 (text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text)
+  if (bytes.length <= maxBytes) return text
+  let end = maxBytes
+  // Step back over continuation bytes (10xxxxxx) so no character is cut in half.
+  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--
+  return bytes.subarray(0, end).toString('utf8')
 }

@@ -7,8 +7,18 @@ export const DEFAULTS = Object.freeze({
   maxPayload: 65_536,
   /** Interval of protocol pings; a peer that missed the previous pong is terminated. 0 disables. */
   heartbeatMs: 25_000,
+  /** Close with 4000 a connection that sent no message for this long. 0 disables. */
+  idleTimeoutMs: 0,
+  /** Open connections per node; upgrades beyond get 503. 0 means no cap. */
+  maxConnections: 0,
+  /** Bytes waiting to be written to one peer before it is closed as a slow consumer (4001). */
+  maxBufferedBytes: 1_048_576,
+  /** Upgrades per client IP per minute; beyond get 429. 0 disables. */
+  upgradeRateLimit: 0,
   /** Per-connection message budget (token bucket, burst of the same size). 0 disables. */
   messagesPerSecond: 50,
+  /** Time a drain has to close every connection (1012) before the rest are terminated. */
+  drainMs: 10_000,
   /** Deepest JSON nesting accepted in a frame, checked before anything recurses into it. */
   maxNestingDepth: 32,
   /** Topics one connection may hold at once. */
@@ -19,6 +29,10 @@ export const DEFAULTS = Object.freeze({
   abuseWindowMs: 10_000,
   /** Refused messages per window that close the connection: max(this, 2 × messagesPerSecond). */
   abuseMinRefusals: 50,
+  /** How long a slow consumer's close frame may wait behind its full buffer before termination. */
+  slowConsumerGraceMs: 1_000,
   /** Events each topic keeps for recovery in the memory broker. */
-  historySize: 1_000
+  historySize: 1_000,
+  /** Topics the memory broker keeps history for; the least recently published go first. */
+  maxTopics: 10_000
 })

@@ -2,7 +2,7 @@ import { BrokerUnavailableError, type TopicPosition } from './broker/broker.js'
 import type { Connection } from './connection.js'
 import { DEFAULTS } from './defaults.js'
 import { parseEnvelope, type Envelope } from './envelope.js'
-import { CloseCode, ErrorCode, RealtimeError, type MessageId } from './protocol.js'
+import { CloseCode, ErrorCode, RealtimeError, type MessageId, type RealtimeErrorOptions } from './protocol.js'
 import type { CompiledMessage, CompiledRoute } from './route-table.js'
 import type { MessageContext } from './types.js'
 
@@ -14,37 +14,44 @@ export interface DispatchEnvironment {
   publish: (route: CompiledRoute, topic: string, event: string, data: unknown) => Promise<TopicPosition>
 }
 
+/** The `type` label of frames whose type is not declared: never a value the client chose. */
+const UNKNOWN = 'unknown'
+
 /**
- * The pipeline of one frame: envelope → type → budget → validation → handler → reply. Every
- * failure leaves as the `$error` of PROTOCOL.md; nothing thrown here escapes to `ws`, where an
- * exception in a `message` listener would take the process down.
+ * The pipeline of one frame: envelope → type → budget → validation → authorization → handler →
+ * reply. Every failure leaves as the `$error` of PROTOCOL.md; nothing thrown here escapes to
+ * `ws`, where an exception in a `message` listener would take the process down.
  */
 export function handleFrame (env: DispatchEnvironment, connection: Connection, raw: Buffer, isBinary: boolean): void {
   try {
+    connection.lastMessageAt = performance.now()
+    const metrics = connection.compiledRoute.metrics
     if (isBinary) {
+      metrics.frameReceived(UNKNOWN, raw.length)
       handleBinary(connection, raw)
       return
     }
     const parsed = parseEnvelope(raw.toString('utf8'), env.maxNestingDepth)
+    const message = parsed.ok
+      ? connection.compiledRoute.messages.get(parsed.envelope.type) ?? env.commands.get(parsed.envelope.type)
+      : undefined
+    const type = message === undefined ? UNKNOWN : (parsed as { envelope: Envelope }).envelope.type
+    metrics.frameReceived(type, raw.length)
     const id = parsed.ok ? parsed.envelope.id : parsed.failure.id
     // Malformed frames spend budget too, or a flood of them would never be limited.
-    if (!withinBudget(connection, id)) return
+    if (!withinBudget(connection, id, type, message?.messagesPerSecond)) return
     if (!parsed.ok) {
-      connection.log.info({ code: parsed.failure.code }, 'ws.protocol_error')
-      connection.sendError(id, parsed.failure.code, parsed.failure.message)
+      refuse(connection, id, UNKNOWN, parsed.failure.code, parsed.failure.message, 'ws.protocol_error')
       return
     }
     const { envelope } = parsed
-    const message = connection.compiledRoute.messages.get(envelope.type) ?? env.commands.get(envelope.type)
     if (message === undefined) {
-      connection.log.info({ code: ErrorCode.UNKNOWN_TYPE }, 'ws.protocol_error')
-      connection.sendError(id, ErrorCode.UNKNOWN_TYPE, 'this route declares no such message type')
+      refuse(connection, id, UNKNOWN, ErrorCode.UNKNOWN_TYPE, 'this route declares no such message type', 'ws.protocol_error')
       return
     }
     if (message.validator !== undefined && !message.validator.check(envelope.data)) {
       const details = message.validator.explain(envelope.data)
-      connection.log.info({ type: envelope.type, details }, 'ws.validation_failed')
-      connection.sendError(id, ErrorCode.VALIDATION_FAILED, 'data failed validation', { details })
+      refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details })
       return
     }
     runHandler(env, connection, message, envelope).catch((err: unknown) => {
@@ -56,56 +63,80 @@ export function handleFrame (env: DispatchEnvironment, connection: Connection, r
   }
 }
 
-function withinBudget (connection: Connection, id: MessageId | undefined): boolean {
-  const retryAfterMs = connection.takeToken()
+/** Answers a refused frame: error frame, metric and log line, in one place. */
+function refuse (
+  connection: Connection,
+  id: MessageId | undefined,
+  type: string,
+  code: string,
+  message: string,
+  event: string,
+  options?: RealtimeErrorOptions
+): void {
+  connection.compiledRoute.metrics.messageError(type, code)
+  connection.log.info({ type, code, details: options?.details }, event)
+  connection.sendError(id, code, message, options)
+}
+
+function withinBudget (connection: Connection, id: MessageId | undefined, type: string, typeRate: number | undefined): boolean {
+  const retryAfterMs = connection.takeToken(type, typeRate)
   if (retryAfterMs === 0) return true
+  connection.compiledRoute.metrics.rateLimited('message')
   if (connection.recordRefusal()) {
     connection.log.warn('ws.rate_limit_abuse')
     connection.close(CloseCode.POLICY_VIOLATION, 'message rate limit repeatedly exceeded')
     return false
   }
-  connection.log.info({ retryAfterMs }, 'ws.rate_limited')
-  connection.sendError(id, ErrorCode.RATE_LIMITED, 'message budget exceeded', { retryAfterMs })
+  refuse(connection, id, type, ErrorCode.RATE_LIMITED, 'message budget exceeded', 'ws.rate_limited', { retryAfterMs })
   return false
 }
 
 async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope): Promise<void> {
   const data = message.validator === undefined ? undefined : envelope.data
   const context = createContext(env, connection, envelope)
-  const startedAt = connection.logsEachMessage ? performance.now() : 0
+  const startedAt = performance.now()
   let outcome = 'ok'
-  connection.inflight++
+  connection.handlerStarted()
   try {
+    const authorize = connection.compiledRoute.authorizeMessage
+    if (authorize !== undefined && !envelope.type.startsWith('$') && !(await authorize(envelope.type, data, connection))) {
+      throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to send this message')
+    }
     const result = await message.handler(data, context)
     if (envelope.id !== undefined) {
       connection.sendReply(envelope.id, message.serializeReply?.(result))
     }
-    message.afterReply?.(data, context)
   } catch (err) {
     outcome = answerHandlerError(connection, envelope, err)
   } finally {
-    connection.inflight--
+    connection.handlerFinished()
   }
+  const seconds = (performance.now() - startedAt) / 1000
+  connection.compiledRoute.metrics.messageHandled(envelope.type, outcome, seconds)
   if (connection.logsEachMessage) {
-    connection.log.debug({ type: envelope.type, outcome, durationMs: performance.now() - startedAt }, 'ws.message')
+    connection.log.debug({ type: envelope.type, outcome, durationMs: seconds * 1000 }, 'ws.message')
   }
 }
 
 /** The one place where what a handler threw becomes an `$error` frame; returns its code. */
 function answerHandlerError (connection: Connection, envelope: Envelope, err: unknown): string {
   const { id, type } = envelope
+  const metrics = connection.compiledRoute.metrics
   if (err instanceof RealtimeError) {
+    metrics.messageError(type, err.code)
     connection.log.info({ type, code: err.code }, 'ws.message_refused')
     connection.sendError(id, err.code, err.message, { details: err.details, retryAfterMs: err.retryAfterMs })
     return err.code
   }
   if (err instanceof BrokerUnavailableError) {
+    metrics.messageError(type, ErrorCode.UNAVAILABLE)
     connection.log.warn({ type, err }, 'ws.broker_unavailable')
     connection.sendError(id, ErrorCode.UNAVAILABLE, 'a service this message needs is unavailable', {
       retryAfterMs: DEFAULTS.unavailableRetryAfterMs
     })
     return ErrorCode.UNAVAILABLE
   }
+  metrics.messageError(type, ErrorCode.HANDLER_ERROR)
   connection.log.error({ type, err }, 'ws.handler_error')
   connection.sendError(id, ErrorCode.HANDLER_ERROR, 'the handler failed to process this message')
   return ErrorCode.HANDLER_ERROR
@@ -115,21 +146,22 @@ function handleBinary (connection: Connection, raw: Buffer): void {
   const policy = connection.compiledRoute.binary
   if (policy === 'close') {
     connection.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not accepted')
-  } else if (policy === 'error') {
-    if (!withinBudget(connection, undefined)) return
-    connection.log.info({ code: ErrorCode.BINARY_NOT_SUPPORTED }, 'ws.protocol_error')
-    connection.sendError(undefined, ErrorCode.BINARY_NOT_SUPPORTED, 'this route accepts text frames only')
-  } else {
-    if (!withinBudget(connection, undefined)) return
-    connection.inflight++
-    Promise.resolve()
-      .then(() => policy(raw, connection))
-      .catch((err: unknown) => {
-        connection.log.error({ err }, 'ws.handler_error')
-        connection.sendError(undefined, ErrorCode.HANDLER_ERROR, 'the handler failed to process this message')
-      })
-      .finally(() => { connection.inflight-- })
+    return
   }
+  if (!withinBudget(connection, undefined, UNKNOWN, undefined)) return
+  if (policy === 'error') {
+    refuse(connection, undefined, UNKNOWN, ErrorCode.BINARY_NOT_SUPPORTED, 'this route accepts text frames only', 'ws.protocol_error')
+    return
+  }
+  connection.handlerStarted()
+  Promise.resolve()
+    .then(() => policy(raw, connection))
+    .catch((err: unknown) => {
+      connection.compiledRoute.metrics.messageError(UNKNOWN, ErrorCode.HANDLER_ERROR)
+      connection.log.error({ err }, 'ws.handler_error')
+      connection.sendError(undefined, ErrorCode.HANDLER_ERROR, 'the handler failed to process this message')
+    })
+    .finally(() => connection.handlerFinished())
 }
 
 function createContext (env: DispatchEnvironment, connection: Connection, envelope: Envelope): MessageContext<any> {
@@ -137,7 +169,7 @@ function createContext (env: DispatchEnvironment, connection: Connection, envelo
     id: envelope.id,
     type: envelope.type,
     connection,
-    log: connection.log,
+    get log () { return connection.log },
     publish: (topic, event, data) => env.publish(connection.compiledRoute, topic, event, data)
   }
 }

@@ -9,6 +9,6 @@ export function registerHealthRoutes (instance: FastifyInstance, state: Realtime
   instance.get('/health/live', async () => ({ status: 'ok' }))
   instance.get('/health/ready', async (_request, reply) => {
     if (state.accepting) return { status: 'ready' }
-    return await reply.code(503).header('retry-after', '1').send({ status: 'draining' })
+    return await reply.code(503).header('retry-after', '5').send({ status: 'draining' })
   })
 }

@@ -1,26 +1,37 @@
+import fastifyRateLimit from '@fastify/rate-limit'
 import fastifyWebsocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
+import promClient, { type Registry } from 'prom-client'
+import type { Broker } from './broker/broker.js'
 import { MemoryBroker } from './broker/memory.js'
+import { drainConnections } from './drain.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
 import { registerHealthRoutes } from './health.js'
-import { startHeartbeat } from './heartbeat.js'
 import { resolveOptions, type RealtimeOptions } from './options.js'
 import { SUBPROTOCOL } from './protocol.js'
 import { declareRoute, type RealtimeRoute } from './route.js'
-import { closeConnections } from './shutdown.js'
-import { createState } from './state.js'
-import type { Broker } from './broker/broker.js'
+import { createState, type RealtimeState } from './state.js'
+import { startSweeper } from './sweeper.js'
+import { createMetrics, NOOP_METRICS, type PromClient, type RealtimeMetrics } from './telemetry/metrics.js'
 import type { EventSchemas, RealtimeRouteOptions } from './types.js'
 
 /** What `app.realtime` exposes. */
 export interface RealtimeDecorator {
   /** The broker topics go through. */
   readonly broker: Broker
+  /** The registry holding the `ws_*` metrics; undefined when metrics are off. */
+  readonly metricsRegistry: Registry | undefined
   /** Open connections on every route of this instance. */
   readonly connectionCount: number
-  /** False once the server has begun closing. */
+  /** False once draining has begun. */
   readonly accepting: boolean
+  /**
+   * Stops accepting (readiness and upgrades answer 503 with `Retry-After`), closes every
+   * connection with 1012 spread over `drainMs`, and terminates stragglers. Call it on SIGTERM
+   * before `app.close()`; `app.close()` drains too if it has not happened.
+   */
+  drain: () => Promise<void>
 }
 
 declare module 'fastify' {
@@ -34,9 +45,6 @@ declare module 'fastify' {
   }
 }
 
-/** How long closing the server waits for close handshakes before terminating sockets. */
-const CLOSE_HANDSHAKE_TIMEOUT_MS = 1_000
-
 const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, pluginOptions) => {
   const options = resolveOptions(pluginOptions)
   if (fastify.hasDecorator('websocketServer')) {
@@ -44,7 +52,18 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   }
   const ownsBroker = pluginOptions.broker === undefined
   const broker = pluginOptions.broker ?? new MemoryBroker()
-  const state = createState(options, broker, fastify.log)
+  const metrics = resolveMetrics(fastify, pluginOptions.metrics)
+  const state = createState(options, broker, metrics, fastify.log)
+  metrics.trackBufferedBytes(() => bufferedBytesByRoute(state))
+
+  const drain = async (): Promise<void> => {
+    state.accepting = false
+    state.draining ??= drainConnections(state.connections, options.drainMs, fastify.log)
+    await state.draining
+  }
+  // Added before @fastify/websocket registers its own preClose, which stops listening for
+  // upgrades: the drain runs first, while clients can still be told to come back later.
+  fastify.addHook('preClose', drain)
 
   await fastify.register(fastifyWebsocket, {
     options: {
@@ -55,35 +74,57 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     // ws closes the socket itself after a protocol error (1009, 1007...); terminating here, as
     // the default handler does, would cut the close frame that tells the client why.
     errorHandler: (err, _socket, request) => {
-      request.log.info({ err }, 'ws.socket_error')
+      request.log.info({ err: { message: err.message, code: (err as { code?: string }).code } }, 'ws.socket_error')
     },
     preClose: function (this: FastifyInstance, done: () => void) {
-      state.accepting = false
-      closeConnections(state.connections, CLOSE_HANDSHAKE_TIMEOUT_MS)
-        .then(() => this.websocketServer.close(() => done()))
-        .catch(done)
+      this.websocketServer.close(() => done())
     }
   })
+  if (options.upgradeRateLimit > 0 && !fastify.hasDecorator('rateLimit')) {
+    // Only routes that ask for it (the WebSocket routes) are limited.
+    await fastify.register(fastifyRateLimit, { global: false })
+  }
 
   fastify.decorate('realtime', {
     broker,
+    metricsRegistry: metrics.registry,
     get connectionCount () { return state.connections.size },
-    get accepting () { return state.accepting }
+    get accepting () { return state.accepting },
+    drain
   })
   fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E> = {}) {
     return declareRoute(this, state, url, routeOptions)
   })
   if (options.healthRoutes) registerHealthRoutes(fastify, state)
 
-  let stopHeartbeat: (() => void) | undefined
+  let stopSweeper: (() => void) | undefined
   fastify.addHook('onReady', async () => {
     state.started = true
-    if (options.heartbeatMs > 0) stopHeartbeat = startHeartbeat(state.connections, options.heartbeatMs)
+    stopSweeper = startSweeper(state.connections, options)
   })
   fastify.addHook('onClose', async () => {
-    stopHeartbeat?.()
+    stopSweeper?.()
     if (ownsBroker) await broker.close()
   })
+}
+
+/** fastify-metrics, when registered first, owns the registry: `ws_*` metrics join its `/metrics`. */
+function resolveMetrics (fastify: FastifyInstance, option: RealtimeOptions['metrics']): RealtimeMetrics {
+  if (option === false) return NOOP_METRICS
+  const fastifyMetrics = (fastify as unknown as { metrics?: { client?: PromClient } }).metrics
+  const client = option?.client ?? fastifyMetrics?.client ?? promClient
+  const registry = option?.registry ?? (fastifyMetrics?.client !== undefined ? fastifyMetrics.client.register : new client.Registry())
+  return createMetrics(client, registry)
+}
+
+function bufferedBytesByRoute (state: RealtimeState): Map<string, number> {
+  const totals = new Map<string, number>()
+  for (const route of state.routes) {
+    let bytes = 0
+    for (const connection of route.connections) bytes += connection.bufferedBytes
+    totals.set(route.url, bytes)
+  }
+  return totals
 }
 
 /** The plugin: `await app.register(realtime, options)`. */
@@ -93,9 +134,11 @@ export { plugin as fastifyRealtime }
 
 export { DEFAULTS } from './defaults.js'
 export * as errors from './errors.js'
+export { extractToken, redactUrl } from './credentials.js'
 export { CloseCode, ErrorCode, RealtimeError, SUBPROTOCOL, type MessageId, type ProtocolErrorCode, type RealtimeErrorOptions } from './protocol.js'
 export { RealtimeRoute } from './route.js'
-export type { RealtimeOptions } from './options.js'
+export type { Authenticate, RealtimeOptions } from './options.js'
+export type { MetricsOptions } from './telemetry/metrics.js'
 export type * from './types.js'
 export { BrokerUnavailableError, type Broker, type BrokerMessage, type TopicEntry, type TopicHistory, type TopicListener, type TopicPosition } from './broker/broker.js'
 export { MemoryBroker, createMemoryBroker, type MemoryBrokerOptions } from './broker/memory.js'

@@ -1,6 +1,7 @@
 /**
- * A token bucket: `ratePerSecond` tokens a second, holding at most `ratePerSecond` (one second
- * of burst). Time comes from a monotonic clock so wall-clock jumps neither grant nor withhold.
+ * A token bucket: `ratePerSecond` tokens a second, holding one second of burst (at least one
+ * token, so rates below 1/s still let a message through now and then). Time comes from a
+ * monotonic clock so wall-clock jumps neither grant nor withhold.
  */
 export class TokenBucket {
   readonly #ratePerMs: number
@@ -10,8 +11,8 @@ export class TokenBucket {
 
   constructor (ratePerSecond: number, now: number = performance.now()) {
     this.#ratePerMs = ratePerSecond / 1000
-    this.#capacity = ratePerSecond
-    this.#tokens = ratePerSecond
+    this.#capacity = Math.max(1, ratePerSecond)
+    this.#tokens = this.#capacity
     this.#updatedAt = now
   }
 

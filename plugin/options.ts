@@ -1,6 +1,16 @@
+import type { FastifyRequest } from 'fastify'
 import type { Broker } from './broker/broker.js'
 import { DEFAULTS } from './defaults.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
+import type { MetricsOptions } from './telemetry/metrics.js'
+import type { Identity } from './types.js'
+
+/**
+ * Decides who is connecting, before the upgrade. `token` is the credential the request carried
+ * (`Authorization: Bearer`, a `bearer.<token>` subprotocol entry, or `?token=`). Return the
+ * identity, or nothing (or throw) to refuse with 401.
+ */
+export type Authenticate = (request: FastifyRequest, token: string | undefined) => Identity | undefined | null | Promise<Identity | undefined | null>
 
 /** Options of the plugin; each default is in `DEFAULTS` and the README. */
 export interface RealtimeOptions {
@@ -10,8 +20,22 @@ export interface RealtimeOptions {
   maxPayload?: number
   /** Protocol ping interval in ms; a peer that missed the last pong is terminated. 0 disables. */
   heartbeatMs?: number
-  /** Per-connection message budget per second; routes may override it. 0 disables. */
+  /** Close with 4000 a connection that sent no message for this long. 0 disables. */
+  idleTimeoutMs?: number
+  /** Open connections per node; upgrades beyond get 503 with `Retry-After`. 0 means no cap. */
+  maxConnections?: number
+  /** Outgoing bytes one peer may have waiting before it is closed with 4001. */
+  maxBufferedBytes?: number
+  /** Upgrades per client IP per minute (`@fastify/rate-limit`; `trustProxy` decides the IP). 0 disables. */
+  upgradeRateLimit?: number
+  /** Per-connection message budget per second; routes and message types may override it. 0 disables. */
   messagesPerSecond?: number
+  /** `Origin` values allowed to connect, exactly; unset allows same-origin and Origin-less clients. */
+  allowedOrigins?: string[]
+  /** Authenticates upgrades; without it every client is anonymous. */
+  authenticate?: Authenticate
+  /** How long a drain spreads its 1012 closes and waits before terminating stragglers. */
+  drainMs?: number
   /** Deepest JSON nesting accepted in a frame. */
   maxNestingDepth?: number
   /** Topics one connection may hold at once. */
@@ -20,12 +44,21 @@ export interface RealtimeOptions {
   perMessageDeflate?: boolean
   /** Serve `/health/live` and `/health/ready` (default true). */
   healthRoutes?: boolean
+  /** Where `ws_*` metrics go, or `false` for none (default: fastify-metrics' registry, else a new one). */
+  metrics?: MetricsOptions | false
 }
 
 export interface ResolvedOptions {
   maxPayload: number
   heartbeatMs: number
+  idleTimeoutMs: number
+  maxConnections: number
+  maxBufferedBytes: number
+  upgradeRateLimit: number
   messagesPerSecond: number
+  allowedOrigins: Set<string> | undefined
+  authenticate: Authenticate | undefined
+  drainMs: number
   maxNestingDepth: number
   maxSubscriptionsPerConnection: number
   perMessageDeflate: boolean
@@ -34,12 +67,24 @@ export interface ResolvedOptions {
 
 /** Applies defaults and refuses, at register time, any value the plugin could not honour. */
 export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
+  const integer = (name: keyof typeof DEFAULTS & keyof RealtimeOptions, min: number): number =>
+    integerOption(name, options[name] ?? DEFAULTS[name], min)
+  if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
+    throw new FRT_ERR_INVALID_OPTION('authenticate', `expected a function, got ${typeof options.authenticate}`)
+  }
   return {
-    maxPayload: integerOption('maxPayload', options.maxPayload ?? DEFAULTS.maxPayload, 1),
-    heartbeatMs: integerOption('heartbeatMs', options.heartbeatMs ?? DEFAULTS.heartbeatMs, 0),
+    maxPayload: integer('maxPayload', 1),
+    heartbeatMs: integer('heartbeatMs', 0),
+    idleTimeoutMs: integer('idleTimeoutMs', 0),
+    maxConnections: integer('maxConnections', 0),
+    maxBufferedBytes: integer('maxBufferedBytes', 1),
+    upgradeRateLimit: integer('upgradeRateLimit', 0),
     messagesPerSecond: numberOption('messagesPerSecond', options.messagesPerSecond ?? DEFAULTS.messagesPerSecond),
-    maxNestingDepth: integerOption('maxNestingDepth', options.maxNestingDepth ?? DEFAULTS.maxNestingDepth, 1),
-    maxSubscriptionsPerConnection: integerOption('maxSubscriptionsPerConnection', options.maxSubscriptionsPerConnection ?? DEFAULTS.maxSubscriptionsPerConnection, 0),
+    allowedOrigins: originsOption(options.allowedOrigins),
+    authenticate: options.authenticate,
+    drainMs: integer('drainMs', 0),
+    maxNestingDepth: integer('maxNestingDepth', 1),
+    maxSubscriptionsPerConnection: integer('maxSubscriptionsPerConnection', 0),
     perMessageDeflate: booleanOption('perMessageDeflate', options.perMessageDeflate ?? false),
     healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true)
   }
@@ -52,7 +97,7 @@ function integerOption (name: string, value: unknown, min: number): number {
   return value
 }
 
-function numberOption (name: string, value: unknown): number {
+export function numberOption (name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new FRT_ERR_INVALID_OPTION(name, `expected a number >= 0, got ${String(value)}`)
   }
@@ -62,4 +107,12 @@ function numberOption (name: string, value: unknown): number {
 function booleanOption (name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new FRT_ERR_INVALID_OPTION(name, `expected true or false, got ${String(value)}`)
   return value
+}
+
+function originsOption (value: unknown): Set<string> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((origin) => typeof origin === 'string' && /^https?:\/\/[^/\s]+$/.test(origin))) {
+    throw new FRT_ERR_INVALID_OPTION('allowedOrigins', `expected origins such as "https://example.com" (scheme and host, no path), got ${JSON.stringify(value)}`)
+  }
+  return new Set(value)
 }

@@ -3,15 +3,16 @@ import type { Connection } from './connection.js'
 import { FRT_ERR_INVALID_NAME } from './errors.js'
 import { NAME_PATTERN } from './protocol.js'
 import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
-import type { BinaryHandler, MessageContext, SubscribeAuthorizer } from './types.js'
+import type { RouteMetrics } from './telemetry/metrics.js'
+import type { BinaryHandler, MessageAuthorizer, MessageContext, SubscribeAuthorizer } from './types.js'
 
 /** A message type ready to dispatch: schemas compiled once, when it was declared. */
 export interface CompiledMessage {
   validator: CompiledSchema | undefined
   serializeReply: Serializer | undefined
   handler: (data: any, context: MessageContext<any>) => unknown
-  /** Runs after the reply was written; protocol commands use it to go live after answering. */
-  afterReply?: (data: any, context: MessageContext<any>) => void
+  /** This type's own per-connection budget, when it overrides the route's. */
+  messagesPerSecond: number | undefined
 }
 
 export interface CompiledEvent {
@@ -24,21 +25,22 @@ export interface CompiledRoute {
   messages: Map<string, CompiledMessage>
   events: Map<string, CompiledEvent>
   authorizeSubscribe: SubscribeAuthorizer<any> | undefined
+  authorizeMessage: MessageAuthorizer<any> | undefined
   binary: 'error' | 'close' | BinaryHandler<any>
   messagesPerSecond: number
   connections: Set<Connection>
+  metrics: RouteMetrics
 }
 
 export function compileMessage (
-  schemas: { data?: TSchema, reply?: TSchema },
-  handler: CompiledMessage['handler'],
-  afterReply?: CompiledMessage['afterReply']
+  schemas: { data?: TSchema, reply?: TSchema, messagesPerSecond?: number },
+  handler: CompiledMessage['handler']
 ): CompiledMessage {
   return {
     validator: schemas.data === undefined ? undefined : compileValidator(schemas.data),
     serializeReply: schemas.reply === undefined ? undefined : compileSerializer(schemas.reply),
     handler,
-    afterReply
+    messagesPerSecond: schemas.messagesPerSecond
   }
 }
 

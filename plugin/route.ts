@@ -5,10 +5,12 @@ import type { TopicPosition } from './broker/broker.js'
 import { Connection } from './connection.js'
 import { handleFrame } from './dispatch.js'
 import { FRT_ERR_DUPLICATE_MESSAGE, FRT_ERR_INVALID_OPTION, FRT_ERR_ROUTE_READY } from './errors.js'
-import { BEARER_PROTOCOL_PREFIX, CloseCode, SUBPROTOCOL, welcomeFrame } from './protocol.js'
-import type { RealtimeState } from './state.js'
+import { numberOption } from './options.js'
+import { CloseCode, welcomeFrame } from './protocol.js'
 import { assertName, compileEvents, compileMessage, type CompiledRoute } from './route-table.js'
+import type { RealtimeState } from './state.js'
 import type { EventSchemas, MessageHandler, MessageSchemas, RealtimeRouteOptions } from './types.js'
+import { admitUpgrade, closeRefusedUpgrade, recordUpgradeRateLimited, releaseSlot, verifyUpgrade } from './upgrade-guards.js'
 
 /**
  * A declared WebSocket route. Its type carries every message and event schema, so a client can
@@ -31,12 +33,14 @@ export class RealtimeRoute<E extends EventSchemas = {}, M extends Record<string,
   /**
    * Declares a client message type. `data` is validated before `handler` runs; the value the
    * handler returns is serialized by `reply` and sent to clients that gave an `id`.
+   * `messagesPerSecond` gives the type its own per-connection budget instead of the route's.
    */
   message<T extends string, S extends MessageSchemas>(type: T, schemas: S, handler: MessageHandler<S, E>): RealtimeRoute<E, M & { [K in T]: S }> {
     if (this.#state.started) throw new FRT_ERR_ROUTE_READY(type, this.url)
     assertName('message type', type)
     if (this.#compiled.messages.has(type)) throw new FRT_ERR_DUPLICATE_MESSAGE(type, this.url)
     if (typeof handler !== 'function') throw new FRT_ERR_INVALID_OPTION('handler', `message type "${type}" needs a handler function`)
+    if (schemas.messagesPerSecond !== undefined) numberOption(`messagesPerSecond of "${type}"`, schemas.messagesPerSecond)
     this.#compiled.messages.set(type, compileMessage(schemas, handler))
     return this as unknown as RealtimeRoute<E, M & { [K in T]: S }>
   }
@@ -63,49 +67,36 @@ export function declareRoute<E extends EventSchemas> (
   if (binary !== 'error' && binary !== 'close' && typeof binary !== 'function') {
     throw new FRT_ERR_INVALID_OPTION('binary', `expected 'error', 'close' or a function, got ${String(binary)}`)
   }
-  const messagesPerSecond = options.messagesPerSecond ?? state.options.messagesPerSecond
-  if (!Number.isFinite(messagesPerSecond) || messagesPerSecond < 0) {
-    throw new FRT_ERR_INVALID_OPTION('messagesPerSecond', `expected a number >= 0, got ${messagesPerSecond}`)
-  }
+  const messagesPerSecond = numberOption('messagesPerSecond', options.messagesPerSecond ?? state.options.messagesPerSecond)
+  const fullUrl = joinUrl(instance.prefix, url)
   const compiled: CompiledRoute = {
-    url: joinUrl(instance.prefix, url),
+    url: fullUrl,
     messages: new Map(),
     events: compileEvents(options.events ?? {}),
     authorizeSubscribe: options.authorizeSubscribe,
+    authorizeMessage: options.authorizeMessage,
     binary,
     messagesPerSecond,
-    connections: new Set()
+    connections: new Set(),
+    metrics: state.metrics.forRoute(fullUrl)
   }
+  state.routes.push(compiled)
+  const upgradeRateLimit = state.options.upgradeRateLimit
   instance.route({
     method: 'GET',
     url,
-    onRequest: async (request, reply) => {
-      if (request.ws) return refuseUpgrade(state, request, reply)
-    },
+    // @fastify/rate-limit appends its own onRequest hook after these: readiness first.
+    onRequest: [async (request, reply) => await admitUpgrade(state, compiled, request, reply)],
+    preValidation: [async (request, reply) => await verifyUpgrade(state, compiled, request, reply)],
+    onSend: [async (request, reply) => { await closeRefusedUpgrade(request, reply) }],
+    onResponse: [async (request) => { releaseSlot(state, request) }],
+    config: upgradeRateLimit > 0
+      ? { rateLimit: { max: upgradeRateLimit, timeWindow: 60_000, onExceeded: (request: FastifyRequest) => recordUpgradeRateLimited(compiled, request) } }
+      : {},
     handler: upgradeRequired,
     wsHandler: (socket, request) => openConnection(state, compiled, socket, request)
   })
   return new RealtimeRoute<E, {}>(compiled, state)
-}
-
-/**
- * Plain-HTTP refusals that must happen before the handshake completes (PROTOCOL.md). The socket
- * of a refused upgrade is destroyed once answered, so the answer says `Connection: close`: a
- * client with a keep-alive pool would otherwise send its next request into a dead socket.
- */
-function refuseUpgrade (state: RealtimeState, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
-  if (!state.accepting) {
-    request.log.info({ reason: 'draining' }, 'ws.rejected')
-    return reply.code(503).header('connection', 'close').header('retry-after', '1').send({ error: 'Service Unavailable', message: 'server is shutting down' })
-  }
-  const offered = request.headers['sec-websocket-protocol']
-  if (offered === undefined) return undefined
-  const versions = offered.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && !entry.startsWith(BEARER_PROTOCOL_PREFIX))
-  if (versions.length > 0 && !versions.includes(SUBPROTOCOL)) {
-    request.log.info({ reason: 'subprotocol' }, 'ws.rejected')
-    return reply.code(400).header('connection', 'close').send({ error: 'Bad Request', message: `unsupported subprotocol: this server speaks ${SUBPROTOCOL}` })
-  }
-  return undefined
 }
 
 function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -113,9 +104,10 @@ function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): Fastif
 }
 
 function openConnection (state: RealtimeState, route: CompiledRoute, socket: WebSocket, request: FastifyRequest): void {
+  releaseSlot(state, request)
   let connection: Connection
   try {
-    connection = new Connection(socket, request, route)
+    connection = new Connection(socket, request, route, state.identities.get(request), state.options)
   } catch (err) {
     request.log.error({ err }, 'ws.internal_error')
     socket.close(CloseCode.INTERNAL_ERROR, 'internal error')
@@ -125,23 +117,28 @@ function openConnection (state: RealtimeState, route: CompiledRoute, socket: Web
   socket.on('message', (data, isBinary) => handleFrame(state.dispatch, connection, data as Buffer, isBinary))
   socket.on('pong', () => { connection.alive = true })
   socket.once('close', (code, reason) => {
+    connection.closed = true
     state.connections.delete(connection)
     route.connections.delete(connection)
     state.hub.unsubscribeAll(connection)
-    connection.log.info({ code, reason: reason.toString(), durationMs: Math.round(performance.now() - connection.openedAt) }, 'ws.close')
+    const durationMs = performance.now() - connection.openedAt
+    route.metrics.connectionClosed(code, durationMs / 1000)
+    request.log.info({ connectionId: connection.id, route: route.url, code, reason: reason.toString(), durationMs: Math.round(durationMs) }, 'ws.close')
   })
   state.connections.add(connection)
   route.connections.add(connection)
-  connection.log.info('ws.open')
+  route.metrics.connectionOpened()
+  // The request logger with explicit fields: a child logger per idle connection costs memory.
+  request.log.info({ connectionId: connection.id, route: route.url, identity: connection.identity?.id }, 'ws.open')
   if (!state.accepting) {
-    connection.close(CloseCode.GOING_AWAY, 'server shutting down')
+    connection.close(CloseCode.SERVICE_RESTART, 'server restarting')
     return
   }
   connection.write(welcomeFrame({
     connectionId: connection.id,
     heartbeatMs: state.options.heartbeatMs,
     limits: { maxPayload: state.options.maxPayload, messagesPerSecond: route.messagesPerSecond }
-  }))
+  }), '$welcome')
 }
 
 function joinUrl (prefix: string, url: string): string {

@@ -32,6 +32,9 @@ export function compileValidator (schema: TSchema): CompiledSchema {
     explain (value) {
       const details: ValidationDetail[] = []
       for (const error of validator.Errors(value)) {
+        // Each undeclared key yields "schema is false" at a path the client chose; the parent's
+        // "must not have additional properties" already says it without repeating the key.
+        if (error.keyword === 'boolean') continue
         // Keys chosen by the client appear in paths; cap them so details stay small.
         const path = error.instancePath.length > MAX_PATH_LENGTH
           ? error.instancePath.slice(0, MAX_PATH_LENGTH) + '…'

@@ -1,30 +1,40 @@
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Broker, TopicPosition } from './broker/broker.js'
 import type { Connection } from './connection.js'
 import type { DispatchEnvironment } from './dispatch.js'
 import { FRT_ERR_INVALID_TOPIC, FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { CompiledRoute } from './route-table.js'
+import type { RealtimeMetrics } from './telemetry/metrics.js'
 import { createTopicCommands } from './topic-commands.js'
 import { TopicHub } from './topic-hub.js'
+import type { Identity } from './types.js'
 
 /** What every route and connection of one plugin instance shares. */
 export interface RealtimeState {
   readonly options: ResolvedOptions
   readonly broker: Broker
   readonly hub: TopicHub
+  readonly metrics: RealtimeMetrics
   readonly dispatch: DispatchEnvironment
   readonly connections: Set<Connection>
-  /** False once the server is closing: upgrades get 503 and readiness fails. */
+  readonly routes: CompiledRoute[]
+  /** Identities established before the upgrade, picked up when the connection opens. */
+  readonly identities: WeakMap<FastifyRequest, Identity>
+  /** Upgrades admitted under `maxConnections` that are not connections yet. */
+  readonly reservations: Set<FastifyRequest>
+  pendingUpgrades: number
+  /** False once draining: upgrades get 503 and readiness fails. */
   accepting: boolean
   /** True once the server is ready: routes can no longer gain message types. */
   started: boolean
+  draining: Promise<void> | undefined
   publish: (route: CompiledRoute, topic: string, event: string, data: unknown) => Promise<TopicPosition>
 }
 
 const MAX_TOPIC_LENGTH = 256
 
-export function createState (options: ResolvedOptions, broker: Broker, log: FastifyBaseLogger): RealtimeState {
+export function createState (options: ResolvedOptions, broker: Broker, metrics: RealtimeMetrics, log: FastifyBaseLogger): RealtimeState {
   const hub = new TopicHub(broker, log)
   const publish = async (route: CompiledRoute, topic: string, event: string, data: unknown): Promise<TopicPosition> => {
     const compiled = route.events.get(event)
@@ -33,20 +43,34 @@ export function createState (options: ResolvedOptions, broker: Broker, log: Fast
       throw new FRT_ERR_INVALID_TOPIC(JSON.stringify(topic))
     }
     // Serialized once here; every node and socket passes on these same bytes.
-    return await broker.publish(topic, { event, data: compiled.serialize(data) })
+    const message = { event, data: compiled.serialize(data) }
+    try {
+      const position = await broker.publish(topic, message)
+      metrics.brokerPublished(broker.name, 'ok')
+      return position
+    } catch (err) {
+      metrics.brokerPublished(broker.name, 'error')
+      throw err
+    }
   }
   return {
     options,
     broker,
     hub,
+    metrics,
     dispatch: {
       maxNestingDepth: options.maxNestingDepth,
       commands: createTopicCommands(hub, options.maxSubscriptionsPerConnection),
       publish
     },
     connections: new Set(),
+    routes: [],
+    identities: new WeakMap(),
+    reservations: new Set(),
+    pendingUpgrades: 0,
     accepting: true,
     started: false,
+    draining: undefined,
     publish
   }
 }

@@ -39,8 +39,7 @@ export function createTopicCommands (hub: TopicHub, maxSubscriptions: number = D
         throw new RealtimeError(ErrorCode.FORBIDDEN, `a connection may hold at most ${maxSubscriptions} topics`)
       }
       return await hub.subscribe(conn, data.topic, data.since, data.epoch)
-    },
-    (data: { topic: string }, { connection }) => hub.goLive(connection as Connection, data.topic)
+    }
   )
   const unsubscribe = compileMessage(
     { data: UnsubscribeData, reply: UnsubscribeReply },

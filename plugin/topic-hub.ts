@@ -19,6 +19,14 @@ export interface SubscribeResult {
   recovered: boolean
 }
 
+/** Thrown when the connection closed while its subscription was being set up. */
+export class SubscriptionAbandonedError extends Error {
+  constructor () {
+    super('the connection closed during $subscribe')
+    this.name = 'SubscriptionAbandonedError'
+  }
+}
+
 /**
  * The node's side of topics: one broker subscription per topic however many local connections
  * hold it, each entry framed once and the same bytes written to every member, and the handover
@@ -35,63 +43,77 @@ export class TopicHub {
   }
 
   /**
-   * Joins `connection` to `topic` and reads what it must replay. Live entries that arrive
-   * meanwhile are held until `goLive`, which the caller runs once it has answered.
+   * Joins `connection` to `topic`, replays what it missed since `since`, then lets live entries
+   * through. Live entries arriving during setup are held and sent after the replay. A newer
+   * `$subscribe` to the same topic supersedes this one: it then answers but changes nothing.
    */
   async subscribe (connection: Connection, topic: string, since?: string, epoch?: string): Promise<SubscribeResult> {
+    if (connection.closed) throw new SubscriptionAbandonedError()
     this.unsubscribe(connection, topic)
     const subscription: Subscription = { lastOffset: '0-0', pending: [], replay: [] }
     connection.subscriptions.set(topic, subscription)
+    const current = (): boolean => {
+      if (connection.closed) {
+        this.#abandon(connection, topic, subscription)
+        throw new SubscriptionAbandonedError()
+      }
+      return connection.subscriptions.get(topic) === subscription
+    }
     try {
       await this.#join(topic, connection)
       if (since === undefined) {
         const position = await this.#broker.position(topic)
-        subscription.lastOffset = position.offset
+        if (current()) this.#goLive(connection, subscription, position.offset, [])
         return { topic, ...position, recovered: false }
       }
       const history = await this.#broker.history(topic, since)
       const { position } = history
-      if (epoch !== undefined && epoch !== position.epoch) {
-        // Offsets of another epoch point into a history that no longer exists.
-        subscription.lastOffset = position.offset
+      // Offsets of another epoch, or beyond the newest offset, point into a history that no
+      // longer exists: nothing to replay, and live delivery starts from the present.
+      if ((epoch !== undefined && epoch !== position.epoch) || compareOffsets(since, position.offset) > 0) {
+        if (current()) this.#goLive(connection, subscription, position.offset, [])
         return { topic, ...position, recovered: false }
       }
-      subscription.replay = history.entries
-      subscription.lastOffset = since
+      if (current()) this.#goLive(connection, subscription, since, history.entries)
       return { topic, ...position, recovered: history.complete }
     } catch (err) {
-      if (connection.subscriptions.get(topic) === subscription) this.unsubscribe(connection, topic)
+      if (!(err instanceof SubscriptionAbandonedError)) this.#abandon(connection, topic, subscription)
       throw err
     }
   }
 
-  /** Sends the replay, then what arrived during setup, then lets live entries through. */
-  goLive (connection: Connection, topic: string): void {
-    const subscription = connection.subscriptions.get(topic)
-    if (subscription?.pending == null) return
-    const held = subscription.pending
-    subscription.pending = null
-    for (const entry of subscription.replay) this.#deliverTo(connection, subscription, entry, frameOf(entry))
-    subscription.replay = []
-    for (const entry of held) this.#deliverTo(connection, subscription, entry, frameOf(entry))
-  }
-
   unsubscribe (connection: Connection, topic: string): boolean {
     if (!connection.subscriptions.delete(topic)) return false
-    const local = this.#topics.get(topic)
-    if (local === undefined) return true
-    local.members.delete(connection)
-    if (local.members.size === 0) {
-      this.#topics.delete(topic)
-      local.ready
-        .then(() => this.#broker.unsubscribe(topic, local.listener))
-        .catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.broker_unsubscribe_failed'))
-    }
+    this.#leave(connection, topic)
     return true
   }
 
   unsubscribeAll (connection: Connection): void {
     for (const topic of [...connection.subscriptions.keys()]) this.unsubscribe(connection, topic)
+  }
+
+  /** Undoes a subscription that will never go live, if nothing newer replaced it. */
+  #abandon (connection: Connection, topic: string, subscription: Subscription): void {
+    if (connection.subscriptions.get(topic) === subscription) this.unsubscribe(connection, topic)
+    else if (!connection.subscriptions.has(topic)) this.#leave(connection, topic)
+  }
+
+  /** Sends the replay, then what arrived during setup, then lets live entries through. */
+  #goLive (connection: Connection, subscription: Subscription, from: string, replay: TopicEntry[]): void {
+    const held = subscription.pending ?? []
+    subscription.pending = null
+    subscription.lastOffset = from
+    for (const entry of replay) this.#deliverTo(connection, subscription, entry, frameOf(entry))
+    for (const entry of held) this.#deliverTo(connection, subscription, entry, frameOf(entry))
+  }
+
+  #leave (connection: Connection, topic: string): void {
+    const local = this.#topics.get(topic)
+    if (local === undefined || !local.members.delete(connection) || local.members.size > 0) return
+    this.#topics.delete(topic)
+    local.ready
+      .then(() => this.#broker.unsubscribe(topic, local.listener))
+      .catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.broker_unsubscribe_failed'))
   }
 
   async #join (topic: string, connection: Connection): Promise<void> {
@@ -129,7 +151,7 @@ export class TopicHub {
   #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, frame: string | Buffer): void {
     if (compareOffsets(entry.offset, subscription.lastOffset) <= 0) return
     subscription.lastOffset = entry.offset
-    connection.write(frame)
+    connection.write(frame, entry.event)
   }
 }
 

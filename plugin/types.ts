@@ -10,6 +10,17 @@ export type EventSchemas = Record<string, TSchema>
 export interface MessageSchemas {
   data?: TSchema
   reply?: TSchema
+  /** This type's own budget per connection, instead of the route's. */
+  messagesPerSecond?: number
+}
+
+/** Who is connected, as `authenticate` established it. */
+export interface Identity {
+  /** The subject, e.g. a user id. */
+  id: string
+  /** Epoch milliseconds after which the connection is closed with 4003. */
+  expiresAt?: number
+  [claim: string]: unknown
 }
 
 /** The type a handler receives as `data`. */
@@ -30,6 +41,8 @@ export interface RealtimeConnection<E extends EventSchemas = EventSchemas> {
   readonly request: FastifyRequest
   /** The request's logger with `connectionId` and `route` bound. */
   readonly log: FastifyBaseLogger
+  /** Who connected, when the plugin has an `authenticate` option. */
+  readonly identity: Identity | undefined
   /** Topics this connection is subscribed to. */
   readonly topics: ReadonlySet<string>
   /** Sends a declared event to this connection only, serialized by its schema. */
@@ -60,12 +73,17 @@ export type BinaryHandler<E extends EventSchemas> = (data: Buffer, connection: R
 /** Decides whether a connection may subscribe to a topic. */
 export type SubscribeAuthorizer<E extends EventSchemas> = (topic: string, connection: RealtimeConnection<E>) => boolean | Promise<boolean>
 
+/** Decides, after validation and before the handler, whether a connection may send this message. */
+export type MessageAuthorizer<E extends EventSchemas> = (type: string, data: unknown, connection: RealtimeConnection<E>) => boolean | Promise<boolean>
+
 /** Options of `app.wsRoute(url, options)`. */
 export interface RealtimeRouteOptions<E extends EventSchemas = EventSchemas> {
   /** Events the server may push on this route, by name. */
   events?: E
   /** Which topics a connection may `$subscribe` to; without it every topic is `FORBIDDEN`. */
   authorizeSubscribe?: SubscribeAuthorizer<E>
+  /** Per-message authorization: a `false` answers `FORBIDDEN` without running the handler. */
+  authorizeMessage?: MessageAuthorizer<E>
   /**
    * Binary frames: `'error'` answers `BINARY_NOT_SUPPORTED` (default), `'close'` closes with
    * 1003, a function receives them.

@@ -14,6 +14,12 @@ import { compareOffsets, ZERO_OFFSET } from './offset.js'
 export interface MemoryBrokerOptions {
   /** Entries each topic keeps for recovery (default 1000). */
   historySize?: number
+  /**
+   * Topics whose history is kept (default 10,000). Beyond it, the least recently published
+   * topic nobody listens to is forgotten, so clients naming topics cannot grow memory forever;
+   * a resume on a forgotten topic reports `recovered: false`.
+   */
+  maxTopics?: number
 }
 
 interface TopicState {
@@ -31,6 +37,7 @@ interface TopicState {
 export class MemoryBroker implements Broker {
   readonly name = 'memory'
   readonly #historySize: number
+  readonly #maxTopics: number
   readonly #epoch = randomBytes(6).toString('base64url')
   readonly #topics = new Map<string, TopicState>()
   #lastMs = 0
@@ -43,11 +50,20 @@ export class MemoryBroker implements Broker {
       throw new TypeError(`historySize must be a non-negative integer, got ${historySize}`)
     }
     this.#historySize = historySize
+    const maxTopics = options.maxTopics ?? DEFAULTS.maxTopics
+    if (!Number.isInteger(maxTopics) || maxTopics < 1) {
+      throw new TypeError(`maxTopics must be a positive integer, got ${maxTopics}`)
+    }
+    this.#maxTopics = maxTopics
   }
 
   async publish (topic: string, message: BrokerMessage): Promise<TopicPosition> {
     this.#assertOpen()
     const state = this.#state(topic)
+    // Map order is recency of publishing: re-inserting moves the topic to the newest end.
+    this.#topics.delete(topic)
+    this.#topics.set(topic, state)
+    this.#evictIfFull()
     const entry: TopicEntry = { ...message, topic, offset: this.#nextOffset() }
     if (this.#historySize > 0) {
       state.history.push(entry)
@@ -103,6 +119,16 @@ export class MemoryBroker implements Broker {
       this.#topics.set(topic, state)
     }
     return state
+  }
+
+  #evictIfFull (): void {
+    if (this.#topics.size <= this.#maxTopics) return
+    for (const [topic, state] of this.#topics) {
+      if (state.listeners.size === 0) {
+        this.#topics.delete(topic)
+        return
+      }
+    }
   }
 
   /** Offsets follow the clock but never go back, even when the clock does. */

@@ -1,0 +1,186 @@
+import promClient, { type Counter, type Gauge, type Histogram, type Registry } from 'prom-client'
+
+/** The prom-client module: fastify-metrics hands over its own, so metrics land in its registry. */
+export type PromClient = typeof promClient
+
+/** Where the plugin's `ws_*` metrics go. */
+export interface MetricsOptions {
+  /** Defaults to fastify-metrics' registry when it is registered first, else a new Registry. */
+  registry?: Registry
+  /** The prom-client module that built `registry`, when it is not this package's copy. */
+  client?: PromClient
+}
+
+/** Why an upgrade was refused, as the `reason` label. */
+export type RejectionReason = 'draining' | 'capacity' | 'subprotocol' | 'origin' | 'unauthorized' | 'rate_limited'
+
+const MESSAGE_SECONDS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+const CONNECTION_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 14400, 86400]
+
+/**
+ * Close codes a client may choose freely become their range, so a client cannot mint label
+ * values: the codes of PROTOCOL.md stay themselves.
+ */
+export function closeCodeLabel (code: number): string {
+  if ((code >= 1000 && code <= 1015) || (code >= 4000 && code <= 4003)) return String(code)
+  if (code >= 3000 && code <= 4999) return `${Math.floor(code / 1000)}xxx`
+  return 'other'
+}
+
+interface Instruments {
+  connectionsActive: Gauge<'route'>
+  connectionsTotal: Counter<'route'>
+  connectionsRejected: Counter<'route' | 'reason'>
+  disconnections: Counter<'route' | 'code'>
+  connectionDuration: Histogram<'route'>
+  messagesReceived: Counter<'route' | 'type'>
+  messagesSent: Counter<'route' | 'type'>
+  messageBytes: Counter<'route' | 'direction'>
+  messageDuration: Histogram<'route' | 'type' | 'outcome'>
+  messageErrors: Counter<'route' | 'type' | 'code'>
+  rateLimited: Counter<'route' | 'scope'>
+  slowConsumerCloses: Counter<'route'>
+  bufferedBytes: Gauge<'route'>
+  brokerPublish: Counter<'broker' | 'outcome'>
+}
+
+/** Counters bound to one route; label children are cached so a message costs no label lookup. */
+export interface RouteMetrics {
+  connectionOpened: () => void
+  connectionClosed: (code: number, durationSeconds: number) => void
+  connectionRejected: (reason: RejectionReason) => void
+  frameReceived: (type: string, bytes: number) => void
+  frameSent: (type: string, bytes: number) => void
+  messageHandled: (type: string, outcome: string, seconds: number) => void
+  messageError: (type: string, code: string) => void
+  rateLimited: (scope: 'message' | 'upgrade') => void
+  slowConsumerClosed: () => void
+}
+
+/** The plugin's metrics, or nothing at all when they are turned off. */
+export interface RealtimeMetrics {
+  readonly registry: Registry | undefined
+  forRoute: (route: string) => RouteMetrics
+  brokerPublished: (broker: string, outcome: 'ok' | 'error') => void
+  /** Reports outgoing buffered bytes per route, read when Prometheus scrapes. */
+  trackBufferedBytes: (read: () => Map<string, number>) => void
+}
+
+const noop = (): void => {}
+const NOOP_ROUTE: RouteMetrics = {
+  connectionOpened: noop,
+  connectionClosed: noop,
+  connectionRejected: noop,
+  frameReceived: noop,
+  frameSent: noop,
+  messageHandled: noop,
+  messageError: noop,
+  rateLimited: noop,
+  slowConsumerClosed: noop
+}
+export const NOOP_METRICS: RealtimeMetrics = {
+  registry: undefined,
+  forRoute: () => NOOP_ROUTE,
+  brokerPublished: noop,
+  trackBufferedBytes: noop
+}
+
+/**
+ * Registers the `ws_*` metrics of DESIGN.md in `registry`, reusing any already there (a second
+ * plugin instance, or a registry fastify-metrics cleared and refilled).
+ */
+export function createMetrics (client: PromClient, registry: Registry): RealtimeMetrics {
+  function metric<T> (name: string, create: () => T): T {
+    return (registry.getSingleMetric(name) as T | undefined) ?? create()
+  }
+  const registers = [registry]
+  const counter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
+    metric(name, () => new client.Counter({ name, help, labelNames, registers }))
+  const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> =>
+    metric(name, () => new client.Histogram({ name, help, labelNames, buckets, registers }))
+
+  let readBuffered: (() => Map<string, number>) | undefined
+  const instruments: Instruments = {
+    connectionsActive: metric('ws_connections_active', () => new client.Gauge({ name: 'ws_connections_active', help: 'Open WebSocket connections', labelNames: ['route'], registers })),
+    connectionsTotal: counter('ws_connections_total', 'WebSocket connections opened', ['route']),
+    connectionsRejected: counter('ws_connections_rejected_total', 'WebSocket upgrades refused before the handshake', ['route', 'reason']),
+    disconnections: counter('ws_disconnections_total', 'WebSocket connections closed, by close code', ['route', 'code']),
+    connectionDuration: histogram('ws_connection_duration_seconds', 'How long WebSocket connections stayed open', ['route'], CONNECTION_SECONDS),
+    messagesReceived: counter('ws_messages_received_total', 'Frames received, valid or not', ['route', 'type']),
+    messagesSent: counter('ws_messages_sent_total', 'Frames sent', ['route', 'type']),
+    messageBytes: counter('ws_message_bytes_total', 'Frame payload bytes', ['route', 'direction']),
+    messageDuration: histogram('ws_message_duration_seconds', 'Time from a message\'s arrival to its answer', ['route', 'type', 'outcome'], MESSAGE_SECONDS),
+    messageErrors: counter('ws_message_errors_total', 'Error frames sent, by code', ['route', 'type', 'code']),
+    rateLimited: counter('ws_rate_limited_total', 'Messages and upgrades refused by a rate limit', ['route', 'scope']),
+    slowConsumerCloses: counter('ws_slow_consumer_closes_total', 'Connections closed because their outgoing buffer overflowed', ['route']),
+    bufferedBytes: metric('ws_buffered_bytes', () => new client.Gauge({
+      name: 'ws_buffered_bytes',
+      help: 'Bytes waiting to be written to WebSocket peers',
+      labelNames: ['route'],
+      registers,
+      collect () {
+        if (readBuffered === undefined) return
+        for (const [route, bytes] of readBuffered()) this.set({ route }, bytes)
+      }
+    })),
+    brokerPublish: counter('ws_broker_publish_total', 'Publishes handed to the broker, by outcome', ['broker', 'outcome'])
+  }
+
+  return {
+    registry,
+    forRoute: (route) => routeMetrics(instruments, route),
+    brokerPublished: (broker, outcome) => instruments.brokerPublish.inc({ broker, outcome }),
+    trackBufferedBytes: (read) => { readBuffered = read }
+  }
+}
+
+function routeMetrics (m: Instruments, route: string): RouteMetrics {
+  const cache = new Map<string, { inc: (value?: number) => void }>()
+  const histograms = new Map<string, { observe: (value: number) => void }>()
+  function cached<T extends { inc: (value?: number) => void }> (key: string, create: () => T): T {
+    let child = cache.get(key)
+    if (child === undefined) {
+      child = create()
+      cache.set(key, child)
+    }
+    return child as T
+  }
+  const active = m.connectionsActive.labels(route)
+  const opened = m.connectionsTotal.labels(route)
+  const duration = m.connectionDuration.labels(route)
+  const bytesIn = m.messageBytes.labels(route, 'in')
+  const bytesOut = m.messageBytes.labels(route, 'out')
+  const slow = m.slowConsumerCloses.labels(route)
+  return {
+    connectionOpened () {
+      active.inc()
+      opened.inc()
+    },
+    connectionClosed (code, durationSeconds) {
+      active.dec()
+      cached(`close\0${code}`, () => m.disconnections.labels(route, closeCodeLabel(code))).inc()
+      duration.observe(durationSeconds)
+    },
+    connectionRejected: (reason) => cached(`reject\0${reason}`, () => m.connectionsRejected.labels(route, reason)).inc(),
+    frameReceived (type, bytes) {
+      cached(`in\0${type}`, () => m.messagesReceived.labels(route, type)).inc()
+      bytesIn.inc(bytes)
+    },
+    frameSent (type, bytes) {
+      cached(`out\0${type}`, () => m.messagesSent.labels(route, type)).inc()
+      bytesOut.inc(bytes)
+    },
+    messageHandled (type, outcome, seconds) {
+      const key = `${type}\0${outcome}`
+      let child = histograms.get(key)
+      if (child === undefined) {
+        child = m.messageDuration.labels(route, type, outcome)
+        histograms.set(key, child)
+      }
+      child.observe(seconds)
+    },
+    messageError: (type, code) => cached(`error\0${type}\0${code}`, () => m.messageErrors.labels(route, type, code)).inc(),
+    rateLimited: (scope) => cached(`limited\0${scope}`, () => m.rateLimited.labels(route, scope)).inc(),
+    slowConsumerClosed: () => slow.inc()
+  }
+}

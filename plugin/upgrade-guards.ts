@@ -1,0 +1,106 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { extractToken } from './credentials.js'
+import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from './protocol.js'
+import type { CompiledRoute } from './route-table.js'
+import type { RealtimeState } from './state.js'
+import type { RejectionReason } from './telemetry/metrics.js'
+
+/**
+ * The checks an upgrade passes before the handshake, in the order of DESIGN.md: readiness and
+ * capacity, then (between the two hooks) the upgrade rate limit, then `Origin`, then
+ * authentication. Each refusal is plain HTTP with a log line and a metric.
+ */
+
+/** `onRequest`: cheap refusals first, before rate limiting and authentication spend anything. */
+export async function admitUpgrade (state: RealtimeState, route: CompiledRoute, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  if (!request.ws) return undefined
+  if (!state.accepting) {
+    return refuse(route, request, reply, 503, 'draining', 'server is shutting down', { 'retry-after': '5' })
+  }
+  const cap = state.options.maxConnections
+  if (cap > 0) {
+    if (state.connections.size + state.pendingUpgrades >= cap) {
+      return refuse(route, request, reply, 503, 'capacity', 'server is at its connection limit', { 'retry-after': '5' })
+    }
+    reserveSlot(state, request)
+  }
+  const offered = request.headers['sec-websocket-protocol']
+  if (offered !== undefined) {
+    const versions = offered.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && !entry.startsWith(BEARER_PROTOCOL_PREFIX))
+    if (versions.length > 0 && !versions.includes(SUBPROTOCOL)) {
+      return refuse(route, request, reply, 400, 'subprotocol', `unsupported subprotocol: this server speaks ${SUBPROTOCOL}`)
+    }
+  }
+  return undefined
+}
+
+/** `preValidation`: after the rate limit, the checks that cost more. */
+export async function verifyUpgrade (state: RealtimeState, route: CompiledRoute, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  if (!request.ws) return undefined
+  if (!originAllowed(state.options.allowedOrigins, request)) {
+    return refuse(route, request, reply, 403, 'origin', 'origin not allowed')
+  }
+  const authenticate = state.options.authenticate
+  if (authenticate !== undefined) {
+    let identity
+    try {
+      identity = await authenticate(request, extractToken(request))
+    } catch (err) {
+      request.log.info({ err: { message: (err as Error).message } }, 'ws.authentication_failed')
+    }
+    if (identity == null) {
+      return refuse(route, request, reply, 401, 'unauthorized', 'missing or invalid credentials', { 'www-authenticate': 'Bearer' })
+    }
+    state.identities.set(request, identity)
+  }
+  return undefined
+}
+
+/** Called by the rate limiter when an IP is over its upgrade budget. */
+export function recordUpgradeRateLimited (route: CompiledRoute, request: FastifyRequest): void {
+  route.metrics.rateLimited('upgrade')
+  route.metrics.connectionRejected('rate_limited')
+  request.log.info({ reason: 'rate_limited' }, 'ws.rejected')
+}
+
+/** A refused upgrade's socket is destroyed once answered: say so, or pooled clients reuse it. */
+export async function closeRefusedUpgrade (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.ws) reply.header('connection', 'close')
+}
+
+/** Frees the connection slot an upgrade reserved, once it became a connection or failed. */
+export function releaseSlot (state: RealtimeState, request: FastifyRequest): void {
+  if (state.reservations.delete(request)) state.pendingUpgrades--
+}
+
+function reserveSlot (state: RealtimeState, request: FastifyRequest): void {
+  state.reservations.add(request)
+  state.pendingUpgrades++
+  // A handshake that ws aborts (or a client that vanishes) reaches neither the handler nor onResponse.
+  request.raw.socket.once('close', () => releaseSlot(state, request))
+}
+
+function originAllowed (allowed: Set<string> | undefined, request: FastifyRequest): boolean {
+  const origin = request.headers.origin
+  if (origin === undefined) return true
+  if (allowed !== undefined) return allowed.has(origin)
+  try {
+    return new URL(origin).host === request.host
+  } catch {
+    return false
+  }
+}
+
+function refuse (
+  route: CompiledRoute,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  reason: RejectionReason,
+  message: string,
+  headers: Record<string, string> = {}
+): FastifyReply {
+  route.metrics.connectionRejected(reason)
+  request.log.info({ reason }, 'ws.rejected')
+  return reply.code(status).headers(headers).send({ statusCode: status, error: reason, message })
+}
