@@ -60,6 +60,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   #idleWaiters: Array<() => void> = []
   #corked = false
   #closing = false
+  #sentClose: { code: number, reason: string } | undefined
 
   constructor (socket: WebSocket, request: FastifyRequest, route: CompiledRoute, identity: Identity | undefined, limits: ConnectionLimits) {
     this.#socket = socket
@@ -179,7 +180,23 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
 
   close (code: number = CloseCode.NORMAL, reason = ''): void {
     this.#closing = true
-    this.#socket.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES))
+    const truncated = truncateUtf8(reason, MAX_CLOSE_REASON_BYTES)
+    this.#sentClose ??= { code, reason: truncated }
+    this.#socket.close(code, truncated)
+  }
+
+  /**
+   * ws closes by itself on protocol errors; remember the code it sent, since its `close` event
+   * reports what the peer answered (or 1006 when the peer never answered).
+   */
+  noteSocketError (err: Error & { code?: string }): void {
+    const code = closeCodeOfWsError(err.code)
+    if (code !== undefined) this.#sentClose ??= { code, reason: err.code ?? '' }
+  }
+
+  /** The close code and reason this server sent, if it was the side that closed. */
+  get sentClose (): { code: number, reason: string } | undefined {
+    return this.#sentClose
   }
 
   terminate (): void {
@@ -203,6 +220,14 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     // The close frame waits behind the full buffer; a peer that reads nothing never gets it.
     setTimeout(() => { if (this.#socket.readyState !== 3) this.terminate() }, DEFAULTS.slowConsumerGraceMs).unref()
   }
+}
+
+/** ws's receiver errors and the close codes it sends for them. */
+function closeCodeOfWsError (code: string | undefined): number | undefined {
+  if (code === undefined || !code.startsWith('WS_ERR_')) return undefined
+  if (code === 'WS_ERR_INVALID_UTF8') return 1007
+  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return CloseCode.MESSAGE_TOO_BIG
+  return 1002
 }
 
 function uncork (connection: Connection): void {

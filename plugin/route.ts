@@ -116,14 +116,17 @@ function openConnection (state: RealtimeState, route: CompiledRoute, socket: Web
   // Listeners go on before anything async: frames that arrive first are not lost.
   socket.on('message', (data, isBinary) => handleFrame(state.dispatch, connection, data as Buffer, isBinary))
   socket.on('pong', () => { connection.alive = true })
-  socket.once('close', (code, reason) => {
+  socket.on('error', (err) => connection.noteSocketError(err))
+  socket.once('close', (receivedCode, receivedReason) => {
+    // The code that describes why the connection ended: ours when we closed it, else the peer's.
+    const { code, reason } = connection.sentClose ?? { code: receivedCode, reason: receivedReason.toString() }
     connection.closed = true
     state.connections.delete(connection)
     route.connections.delete(connection)
     state.hub.unsubscribeAll(connection)
     const durationMs = performance.now() - connection.openedAt
     route.metrics.connectionClosed(code, durationMs / 1000)
-    request.log.info({ connectionId: connection.id, route: route.url, code, reason: reason.toString(), durationMs: Math.round(durationMs) }, 'ws.close')
+    request.log.info({ connectionId: connection.id, route: route.url, code, reason, durationMs: Math.round(durationMs) }, 'ws.close')
   })
   state.connections.add(connection)
   route.connections.add(connection)

@@ -8,15 +8,58 @@ import { TestClient } from './helpers/client.js'
 import { listen } from './helpers/server.js'
 
 async function startApp (t: Parameters<typeof listen>[0], env: NodeJS.ProcessEnv = {}) {
-  return await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', ...env })))
+  return await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', ...env })))
 }
 
 test('config: defaults, WS_* values, and clear errors for bad values', () => {
-  assert.deepEqual(loadConfig({}), {
-    port: 3000, host: '0.0.0.0', logLevel: 'info', maxPayload: undefined, heartbeatMs: undefined, messagesPerSecond: undefined
+  const unset = {
+    maxPayload: undefined,
+    heartbeatMs: undefined,
+    idleTimeoutMs: undefined,
+    maxConnections: undefined,
+    maxBufferedBytes: undefined,
+    upgradeRateLimit: undefined,
+    messagesPerSecond: undefined,
+    allowedOrigins: undefined,
+    drainMs: undefined
+  }
+  assert.deepEqual(loadConfig({}), { port: 3000, host: '0.0.0.0', logLevel: 'info', trustProxy: false, authSecret: undefined, ...unset })
+  const config = loadConfig({
+    PORT: '8080',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'debug',
+    TRUST_PROXY: '1',
+    AUTH_SECRET: 's'.repeat(32),
+    WS_MAX_PAYLOAD: '1024',
+    WS_HEARTBEAT_MS: '0',
+    WS_IDLE_TIMEOUT_MS: '60000',
+    WS_MAX_CONNECTIONS: '5000',
+    WS_MAX_BUFFERED_BYTES: '65536',
+    WS_UPGRADE_RATE_LIMIT: '120',
+    WS_MESSAGES_PER_SECOND: '5',
+    WS_ALLOWED_ORIGINS: 'https://a.example, http://localhost:3000',
+    WS_DRAIN_MS: '2000'
   })
-  const config = loadConfig({ PORT: '8080', HOST: '127.0.0.1', LOG_LEVEL: 'debug', WS_MAX_PAYLOAD: '1024', WS_HEARTBEAT_MS: '0', WS_MESSAGES_PER_SECOND: '5' })
-  assert.deepEqual(config, { port: 8080, host: '127.0.0.1', logLevel: 'debug', maxPayload: 1024, heartbeatMs: 0, messagesPerSecond: 5 })
+  assert.deepEqual(config, {
+    port: 8080,
+    host: '127.0.0.1',
+    logLevel: 'debug',
+    trustProxy: 1,
+    authSecret: 's'.repeat(32),
+    maxPayload: 1024,
+    heartbeatMs: 0,
+    idleTimeoutMs: 60000,
+    maxConnections: 5000,
+    maxBufferedBytes: 65536,
+    upgradeRateLimit: 120,
+    messagesPerSecond: 5,
+    allowedOrigins: ['https://a.example', 'http://localhost:3000'],
+    drainMs: 2000
+  })
+  assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
+  assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
+  assert.throws(() => loadConfig({ AUTH_SECRET: 'short' }), /AUTH_SECRET must be at least 32 characters/)
+  assert.throws(() => loadConfig({ WS_ALLOWED_ORIGINS: 'example.com' }), /WS_ALLOWED_ORIGINS/)
   assert.throws(() => loadConfig({ PORT: 'eighty' }), (err: Error) => err instanceof ConfigError && /PORT must be an integer/.test(err.message))
   assert.throws(() => loadConfig({ PORT: '70000' }), ConfigError)
   assert.throws(() => loadConfig({ WS_MAX_PAYLOAD: '0' }), /WS_MAX_PAYLOAD/)
@@ -64,9 +107,9 @@ test('example app: health, demo page, echo and say to a room on /ws', async (t) 
   assert.equal((await alice.request('$subscribe', { topic: 'room:UPPER' })).error.code, 'FORBIDDEN')
 })
 
-test('npm start: the app listens on PORT, serves, and exits 0 on SIGTERM', async (t) => {
+test('npm start: the app listens on PORT, serves, and on SIGTERM drains with 1012 and exits 0', async (t) => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'app/server.ts'], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', WS_DRAIN_MS: '300' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   t.after(() => child.kill('SIGKILL'))
@@ -85,7 +128,7 @@ test('npm start: the app listens on PORT, serves, and exits 0 on SIGTERM', async
   assert.equal((await fetch(`${url}/health/ready`)).status, 200)
   const client = await TestClient.connect(t, `${url.replace('http', 'ws')}/ws`)
   child.kill('SIGTERM')
-  assert.equal((await client.closed).code, 1001)
+  assert.deepEqual(await client.closed, { code: 1012, reason: 'server restarting' })
   const [code] = await once(child, 'exit')
   assert.equal(code, 0)
 })

@@ -13,9 +13,10 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
 
 test('demo page in a real Chromium: two pages join a room and chat over /ws', async (t) => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-system-deps.sh as root`)
-  const server = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn' })))
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
+  // After-hooks run in the order registered: the pages are gone before the server drains.
   t.after(() => browser.close())
+  const server = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '200' })))
 
   async function openDemo (): Promise<Page> {
     const page = await browser.newPage()

@@ -27,7 +27,8 @@ export function logCollector (): { stream: Writable, logs: Array<Record<string, 
 
 /**
  * Starts a Fastify app with the plugin on an ephemeral loopback port; `declare` adds routes.
- * The app is closed when the test ends.
+ * The app is closed when the test ends, with a short drain unless the test sets one: clients
+ * still open then would otherwise hold each test for half the default drainMs.
  */
 export async function startServer (
   t: TestContext,
@@ -36,7 +37,7 @@ export async function startServer (
 ): Promise<TestServer> {
   const { stream, logs } = logCollector()
   const app = Fastify({ logger: { level: 'debug', stream } })
-  await app.register(realtime, options)
+  await app.register(realtime, { drainMs: 50, ...options })
   await declare(app)
   return await listen(t, app, logs)
 }
