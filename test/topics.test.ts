@@ -189,3 +189,95 @@ test('a connection holds at most maxSubscriptionsPerConnection topics', async (t
   assert.equal(refused.error.code, 'FORBIDDEN')
   assert.match(refused.error.message, /at most 2 topics/)
 })
+
+/** A memory broker whose reads take a while, as a networked broker's do. */
+class SlowReadBroker extends MemoryBroker {
+  readonly reads: Array<() => void> = []
+  override async history (topic: string, since: string) {
+    const history = await super.history(topic, since)
+    await new Promise<void>((resolve) => this.reads.push(resolve))
+    return history
+  }
+}
+
+test('events published while history is being read arrive after the replay, in order, none twice', async (t) => {
+  const broker = new SlowReadBroker()
+  const { route, connect } = await setup(t, { broker })
+  const start = await route.publish('room:h', 'note', { n: 0 })
+  for (let n = 1; n <= 3; n++) await route.publish('room:h', 'note', { n })
+  const client = await connect()
+  client.send({ type: '$subscribe', id: 'sub', data: { topic: 'room:h', since: start.offset, epoch: start.epoch } })
+  await eventually(() => broker.reads.length === 1, 2_000, 'the history read to start')
+  // These land while the subscription is still being set up: they must wait for the replay.
+  for (let n = 4; n <= 6; n++) await route.publish('room:h', 'note', { n })
+  broker.reads.shift()?.()
+  const reply = await client.next((frame) => frame.id === 'sub')
+  assert.equal(reply.data.recovered, true)
+  await route.publish('room:h', 'note', { n: 7 })
+  const received: number[] = []
+  while (received.at(-1) !== 7) received.push((await client.next((frame) => frame.type === 'note')).data.n)
+  assert.deepEqual(received, [1, 2, 3, 4, 5, 6, 7])
+})
+
+test('two $subscribe to one topic without waiting: the newer wins and nothing is lost or repeated', async (t) => {
+  const broker = new SlowReadBroker()
+  const { route, connect } = await setup(t, { broker })
+  const start = await route.publish('room:d', 'note', { n: 0 })
+  for (let n = 1; n <= 3; n++) await route.publish('room:d', 'note', { n })
+  const client = await connect()
+  client.send({ type: '$subscribe', id: 'a', data: { topic: 'room:d', since: start.offset, epoch: start.epoch } })
+  client.send({ type: '$subscribe', id: 'b', data: { topic: 'room:d', since: start.offset, epoch: start.epoch } })
+  await eventually(() => broker.reads.length === 2, 2_000, 'both history reads to start')
+  await route.publish('room:d', 'note', { n: 4 })
+  broker.reads.shift()?.()
+  broker.reads.shift()?.()
+  await client.next((frame) => frame.id === 'a')
+  assert.equal((await client.next((frame) => frame.id === 'b')).data.recovered, true)
+  await route.publish('room:d', 'note', { n: 5 })
+  const received: number[] = []
+  while (received.at(-1) !== 5) received.push((await client.next((frame) => frame.type === 'note')).data.n)
+  assert.deepEqual(received, [1, 2, 3, 4, 5])
+})
+
+test('a since beyond the newest offset replays nothing, says recovered: false, and live events still arrive', async (t) => {
+  const { route, connect } = await setup(t)
+  const latest = await route.publish('room:f', 'note', { n: 1 })
+  const client = await connect()
+  const reply = await client.request('$subscribe', { topic: 'room:f', since: '99999999999999-0', epoch: latest.epoch })
+  assert.deepEqual(reply.data, { topic: 'room:f', offset: latest.offset, epoch: latest.epoch, recovered: false })
+  await route.publish('room:f', 'note', { n: 2 })
+  assert.equal((await client.next((frame) => frame.type === 'note')).data.n, 2)
+})
+
+test('a connection that closes while its $subscribe is being authorized leaves no broker listener behind', async (t) => {
+  const listeners = new Map<string, number>()
+  class CountingBroker extends MemoryBroker {
+    override async subscribe (topic: string, listener: TopicListener): Promise<void> {
+      listeners.set(topic, (listeners.get(topic) ?? 0) + 1)
+      await super.subscribe(topic, listener)
+    }
+
+    override async unsubscribe (topic: string, listener: TopicListener): Promise<void> {
+      listeners.set(topic, (listeners.get(topic) ?? 0) - 1)
+      await super.unsubscribe(topic, listener)
+    }
+  }
+  let authorizing!: () => void
+  const asked = new Promise<void>((resolve) => { authorizing = resolve })
+  const server = await startServer(t, (app) => {
+    app.wsRoute('/ws', {
+      authorizeSubscribe: async () => {
+        authorizing()
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        return true
+      }
+    })
+  }, { broker: new CountingBroker() })
+  const client = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  client.send({ type: '$subscribe', id: 1, data: { topic: 'room:gone' } })
+  await asked
+  client.socket.terminate()
+  await eventually(() => server.app.realtime.connectionCount === 0, 1_000, 'the connection to close')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(listeners.get('room:gone') ?? 0, 0)
+})
