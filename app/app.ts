@@ -8,13 +8,17 @@ import type { AppConfig } from './config.js'
 
 const publicDir = new URL('./public/', import.meta.url)
 
-/** Builds the example app; `server.ts` listens, tests build it on port 0. */
-export async function buildApp (config: AppConfig): Promise<FastifyInstance> {
+/**
+ * Builds the example app; `server.ts` listens, tests build it on port 0 (and may pass the stream
+ * logs go to, stdout otherwise).
+ */
+export async function buildApp (config: AppConfig, logStream?: { write: (line: string) => void }): Promise<FastifyInstance> {
   const app = Fastify({
     // A hop count is documented by Fastify but missing from its types.
     trustProxy: config.trustProxy as boolean | string,
     logger: {
       level: config.logLevel,
+      stream: logStream,
       // Tokens may ride in `?token=` (browsers cannot set headers on a WebSocket).
       serializers: {
         req: (request) => ({ method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip })

@@ -90,9 +90,14 @@ export function declareRoute<E extends EventSchemas> (
     preValidation: [async (request, reply) => await verifyUpgrade(state, compiled, request, reply)],
     onSend: [async (request, reply) => { await closeRefusedUpgrade(request, reply) }],
     onResponse: [async (request) => { releaseSlot(state, request) }],
-    config: upgradeRateLimit > 0
-      ? { rateLimit: { max: upgradeRateLimit, timeWindow: 60_000, onExceeded: (request: FastifyRequest) => recordUpgradeRateLimited(compiled, request) } }
-      : {},
+    config: {
+      // fastify-metrics: upgrades are counted by ws_* metrics, not as HTTP requests whose
+      // "latency" would be a refusal's or a hijack's.
+      disableMetrics: true,
+      ...(upgradeRateLimit > 0
+        ? { rateLimit: { max: upgradeRateLimit, timeWindow: 60_000, onExceeded: (request: FastifyRequest) => recordUpgradeRateLimited(compiled, request) } }
+        : {})
+    },
     handler: upgradeRequired,
     wsHandler: (socket, request) => openConnection(state, compiled, socket, request)
   })

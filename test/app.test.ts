@@ -4,8 +4,8 @@ import { once } from 'node:events'
 import { test } from 'node:test'
 import { buildApp } from '../app/app.js'
 import { ConfigError, loadConfig } from '../app/config.js'
-import { TestClient } from './helpers/client.js'
-import { listen } from './helpers/server.js'
+import { TestClient, upgradeStatus } from './helpers/client.js'
+import { listen, logCollector } from './helpers/server.js'
 
 async function startApp (t: Parameters<typeof listen>[0], env: NodeJS.ProcessEnv = {}) {
   return await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', ...env })))
@@ -143,4 +143,55 @@ test('a bad environment stops the app with a message naming the variable', async
   const [code] = await once(child, 'exit')
   assert.equal(code, 1)
   assert.match(stderr, /configuration error: PORT must be an integer/)
+})
+
+test('example app: AUTH_SECRET requires an HS256 JWT; the subject is the sender; tokens stay out of the logs', async (t) => {
+  const { createSigner } = await import('fast-jwt')
+  const secret = 'a-test-secret-that-is-long-enough-32'
+  const { stream, logs } = logCollector()
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', WS_DRAIN_MS: '50', AUTH_SECRET: secret }), stream)
+  const server = await listen(t, app, logs)
+  const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: 60_000 })
+  const token = sign({ sub: 'alice' })
+
+  const alice = await TestClient.connect(t, `${server.wsUrl}/ws?token=${token}`)
+  await alice.request('$subscribe', { topic: 'room:auth' })
+  await alice.request('say', { room: 'auth', text: 'signed in' })
+  assert.equal((await alice.next((frame) => frame.type === 'message')).data.from, 'alice')
+  const viaProtocol = await TestClient.connect(t, `${server.wsUrl}/ws`, { protocols: ['realtime.v1', `bearer.${token}`] })
+  assert.equal(viaProtocol.socket.protocol, 'realtime.v1')
+
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`)).status, 401)
+  const forged = createSigner({ key: 'another-secret-that-is-long-enough-32', algorithm: 'HS256', expiresIn: 60_000 })({ sub: 'mallory' })
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { authorization: `Bearer ${forged}` })).status, 401)
+  const expired = createSigner({ key: secret, algorithm: 'HS256', expiresIn: 1 })({ sub: 'late' })
+  await new Promise((resolve) => setTimeout(resolve, 1_100))
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { authorization: `Bearer ${expired}` })).status, 401)
+  const none = createSigner({ algorithm: 'none' })({ sub: 'mallory', exp: Math.floor(Date.now() / 1000) + 60 })
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { authorization: `Bearer ${none}` })).status, 401)
+
+  const logged = JSON.stringify(logs)
+  assert.ok(logs.some((line) => String((line.req as { url?: string } | undefined)?.url).includes('token=[REDACTED]')), 'the request line is there, redacted')
+  assert.ok(!logged.includes(token), 'the token itself never reaches the logs')
+})
+
+test('example app: WS_* variables reach the plugin, /metrics serves ws_* beside HTTP metrics', async (t) => {
+  const server = await startApp(t, { WS_MAX_CONNECTIONS: '1', WS_ALLOWED_ORIGINS: 'https://chat.example' })
+  const client = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`)).status, 503)
+  client.socket.close(1000)
+  await client.closed
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { origin: 'https://evil.example' })).status, 403)
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { origin: 'https://chat.example' })).status, 101)
+
+  assert.equal((await fetch(`${server.httpUrl}/health/ready`)).status, 200)
+  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text()
+  assert.match(metrics, /^ws_connections_total\{route="\/ws"\} \d+$/m)
+  assert.match(metrics, /^ws_connections_rejected_total\{route="\/ws",reason="capacity"\} 1$/m)
+  assert.match(metrics, /^ws_connections_rejected_total\{route="\/ws",reason="origin"\} 1$/m)
+  assert.match(metrics, /^ws_disconnections_total\{route="\/ws",code="1000"\} \d+$/m)
+  assert.match(metrics, /^process_cpu_seconds_total /m, 'process metrics')
+  assert.match(metrics, /^http_request_duration_seconds_count\{.*route="\/health\/ready".*\} \d+$/m, 'HTTP route metrics')
+  assert.doesNotMatch(metrics, /http_request_duration_seconds_count\{[^}]*route="\/ws"/, 'upgrades do not pollute HTTP latency')
 })
