@@ -43,8 +43,10 @@ test('the README opens with the two newcomer commands, and they are the ones CI 
 
 test('the README option table states the defaults the code uses', () => {
   const rows = tableRows(readme, 'option')
-  const documented = ['maxPayload', 'heartbeatMs', 'messagesPerSecond', 'maxNestingDepth', 'maxSubscriptionsPerConnection'] as const
+  const documented = ['maxPayload', 'heartbeatMs', 'idleTimeoutMs', 'maxConnections', 'maxBufferedBytes', 'upgradeRateLimit',
+    'messagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxSubscriptionsPerConnection'] as const
   for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
+  for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics']) assert.ok(rows.has(name), name)
   assert.equal(rows.get('perMessageDeflate'), 'false')
   assert.equal(rows.get('healthRoutes'), 'true')
 })
@@ -57,6 +59,12 @@ test('the README environment table matches the plugin defaults it stands for', (
   assert.equal(rows.get('WS_MAX_PAYLOAD'), String(DEFAULTS.maxPayload))
   assert.equal(rows.get('WS_HEARTBEAT_MS'), String(DEFAULTS.heartbeatMs))
   assert.equal(rows.get('WS_MESSAGES_PER_SECOND'), String(DEFAULTS.messagesPerSecond))
+  assert.equal(rows.get('WS_IDLE_TIMEOUT_MS'), String(DEFAULTS.idleTimeoutMs))
+  assert.equal(rows.get('WS_MAX_CONNECTIONS'), String(DEFAULTS.maxConnections))
+  assert.equal(rows.get('WS_MAX_BUFFERED_BYTES'), String(DEFAULTS.maxBufferedBytes))
+  assert.equal(rows.get('WS_UPGRADE_RATE_LIMIT'), String(DEFAULTS.upgradeRateLimit))
+  assert.equal(rows.get('WS_DRAIN_MS'), String(DEFAULTS.drainMs))
+  for (const name of ['TRUST_PROXY', 'AUTH_SECRET', 'WS_ALLOWED_ORIGINS']) assert.ok(rows.has(name), name)
 })
 
 test('the protocol document lists every error code and close code the code knows', () => {
