@@ -15,8 +15,8 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1_000)
 const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 3_000)
 const PAYLOAD = '{"type":"echo","id":1,"data":{"text":"hello, benchmark"}}'
-const SERVERS: ServerKind[] = ['bare', 'handwritten', 'plugin']
-const LABELS: Record<ServerKind, string> = {
+const SERVERS = ['bare', 'handwritten', 'plugin'] as const satisfies ServerKind[]
+const LABELS: Record<typeof SERVERS[number], string> = {
   bare: 'bare @fastify/websocket echo',
   handwritten: 'hand-written JSON + TypeBox echo',
   plugin: 'fastify-realtime (example app /ws)'

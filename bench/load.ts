@@ -3,8 +3,8 @@
  * pre-masked frames written in batches, and replies counted from frame headers without parsing
  * them. Run as a child of bench/echo.ts; it answers `count` messages with replies received.
  */
-import { randomBytes } from 'node:crypto'
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
+import { FrameCounter, maskedTextFrame, open } from './raw-client.js'
 
 export interface LoadPlan {
   port: number
@@ -15,70 +15,6 @@ export interface LoadPlan {
   /** Fixed-rate mode: messages per second over all connections. */
   ratePerSecond?: number
   payload: string
-}
-
-/** A client frame: FIN + text opcode, masked (servers reject unmasked client frames). */
-function maskedTextFrame (text: string): Buffer {
-  const payload = Buffer.from(text)
-  if (payload.length >= 126) throw new Error('bench payloads stay under 126 bytes')
-  const mask = randomBytes(4)
-  const frame = Buffer.alloc(2 + 4 + payload.length)
-  frame[0] = 0x81
-  frame[1] = 0x80 | payload.length
-  mask.copy(frame, 2)
-  for (let i = 0; i < payload.length; i++) frame[6 + i] = (payload[i] as number) ^ (mask[i % 4] as number)
-  return frame
-}
-
-/** Counts complete server frames in a byte stream, keeping partial ones for the next chunk. */
-class FrameCounter {
-  #pending: Buffer = Buffer.alloc(0)
-
-  count (chunk: Buffer): number {
-    let buffer = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk])
-    let frames = 0
-    let offset = 0
-    for (;;) {
-      if (buffer.length - offset < 2) break
-      let length = (buffer[offset + 1] as number) & 0x7f
-      let header = 2
-      if (length === 126) {
-        if (buffer.length - offset < 4) break
-        length = buffer.readUInt16BE(offset + 2)
-        header = 4
-      } else if (length === 127) {
-        if (buffer.length - offset < 10) break
-        length = Number(buffer.readBigUInt64BE(offset + 2))
-        header = 10
-      }
-      if (buffer.length - offset < header + length) break
-      offset += header + length
-      frames++
-    }
-    buffer = buffer.subarray(offset)
-    this.#pending = Buffer.from(buffer)
-    return frames
-  }
-}
-
-async function open (port: number, path: string): Promise<{ socket: Socket, rest: Buffer }> {
-  const socket = connect(port, '127.0.0.1')
-  socket.setNoDelay(true)
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-    `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`)
-  return await new Promise((resolve, reject) => {
-    let head = Buffer.alloc(0)
-    const onData = (chunk: Buffer): void => {
-      head = Buffer.concat([head, chunk])
-      const end = head.indexOf('\r\n\r\n')
-      if (end < 0) return
-      socket.off('data', onData)
-      if (!head.subarray(0, 12).toString().includes('101')) reject(new Error(head.subarray(0, end).toString()))
-      else resolve({ socket, rest: head.subarray(end + 4) })
-    }
-    socket.on('data', onData)
-    socket.once('error', reject)
-  })
 }
 
 export async function runLoad (plan: LoadPlan): Promise<() => number> {

@@ -1,6 +1,6 @@
 /*
  * The servers `npm run bench` compares, one per process: `node --import tsx bench/servers.ts <kind>`.
- * It prints its port on stdout and answers `cpu` messages on the IPC channel with its CPU time.
+ * It prints its port on stdout and answers `cpu` and `memory` messages on the IPC channel.
  */
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -8,12 +8,30 @@ import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { buildApp } from '../app/app.js'
 import { loadConfig } from '../app/config.js'
+import { BENCH_AUTH_SECRET } from './auth-secret.js'
 
-export type ServerKind = 'plugin' | 'bare' | 'handwritten'
+export type ServerKind = 'plugin' | 'protected' | 'bare' | 'handwritten'
 
 /** The example app itself, with the message budget raised so that it never limits the load. */
 async function pluginServer (): Promise<FastifyInstance> {
   return await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000' }))
+}
+
+/**
+ * The example app with every protection on: JWT authentication, upgrade rate limiting (set
+ * high: every client here shares one IP), a connection cap, idle timeout, Origin policy,
+ * heartbeats, slow-consumer limit and metrics.
+ */
+async function protectedServer (): Promise<FastifyInstance> {
+  return await buildApp(loadConfig({
+    LOG_LEVEL: 'warn',
+    AUTH_SECRET: BENCH_AUTH_SECRET,
+    WS_UPGRADE_RATE_LIMIT: '1000000000',
+    WS_MAX_CONNECTIONS: '50000',
+    WS_IDLE_TIMEOUT_MS: '600000',
+    WS_ALLOWED_ORIGINS: 'http://bench.local',
+    WS_MESSAGES_PER_SECOND: '100000000'
+  }))
 }
 
 /** `@fastify/websocket` sending every frame back unread: the floor for any protocol. */
@@ -47,7 +65,12 @@ async function handwrittenServer (): Promise<FastifyInstance> {
   return app
 }
 
-const builders: Record<ServerKind, () => Promise<FastifyInstance>> = { plugin: pluginServer, bare: bareServer, handwritten: handwrittenServer }
+const builders: Record<ServerKind, () => Promise<FastifyInstance>> = {
+  plugin: pluginServer,
+  protected: protectedServer,
+  bare: bareServer,
+  handwritten: handwrittenServer
+}
 
 const kind = process.argv[2] as ServerKind
 const build = builders[kind]
@@ -58,6 +81,13 @@ const address = app.server.address()
 if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
 process.on('message', (message) => {
   if (message === 'cpu') process.send?.(process.cpuUsage())
+  if (message === 'memory') {
+    // Run with --expose-gc: collect twice so what remains is what the connections hold.
+    const collect = (globalThis as { gc?: () => void }).gc
+    collect?.()
+    collect?.()
+    process.send?.(process.memoryUsage())
+  }
 })
 process.on('disconnect', () => {
   app.close().finally(() => process.exit(0)).catch(() => process.exit(1))

@@ -41,9 +41,9 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   readonly request: FastifyRequest
   readonly identity: Identity | undefined
   readonly compiledRoute: CompiledRoute
-  readonly subscriptions = new Map<string, Subscription>()
-  readonly openedAt = performance.now()
-  /** When the last frame arrived (performance.now()), for the idle timeout. */
+  /** Whole milliseconds of performance.now(): small integers, which V8 stores without a box. */
+  readonly openedAt = Math.floor(performance.now())
+  /** When the last frame arrived, for the idle timeout (whole ms of performance.now()). */
   lastMessageAt = this.openedAt
   /** Cleared by each heartbeat ping, set by the pong; still clear at the next ping means dead. */
   alive = true
@@ -56,6 +56,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   #typeBuckets: Map<string, TokenBucket> | undefined
   #refusals: RefusalCounter | undefined
   #log: FastifyBaseLogger | undefined
+  #subscriptions: Map<string, Subscription> | undefined
   #inflight = 0
   #idleWaiters: Array<() => void> = []
   #corked = false
@@ -88,8 +89,19 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     return level === 'debug' || level === 'trace'
   }
 
+  /** Topic subscriptions, made on first use: most connections of a busy node hold none. */
+  get subscriptions (): Map<string, Subscription> {
+    this.#subscriptions ??= new Map()
+    return this.#subscriptions
+  }
+
+  /** Whether this connection holds any topic, without making the map. */
+  get hasSubscriptions (): boolean {
+    return this.#subscriptions !== undefined && this.#subscriptions.size > 0
+  }
+
   get topics (): ReadonlySet<string> {
-    return new Set(this.subscriptions.keys())
+    return new Set(this.#subscriptions?.keys())
   }
 
   get isOpen (): boolean {

@@ -24,7 +24,7 @@ const UNKNOWN = 'unknown'
  */
 export function handleFrame (env: DispatchEnvironment, connection: Connection, raw: Buffer, isBinary: boolean): void {
   try {
-    connection.lastMessageAt = performance.now()
+    connection.lastMessageAt = Math.floor(performance.now())
     const metrics = connection.compiledRoute.metrics
     if (isBinary) {
       metrics.frameReceived(UNKNOWN, raw.length)

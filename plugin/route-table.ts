@@ -3,6 +3,7 @@ import type { Connection } from './connection.js'
 import { FRT_ERR_INVALID_NAME } from './errors.js'
 import { NAME_PATTERN } from './protocol.js'
 import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
+import type { RealtimeState } from './state.js'
 import type { RouteMetrics } from './telemetry/metrics.js'
 import type { BinaryHandler, MessageAuthorizer, MessageContext, SubscribeAuthorizer } from './types.js'
 
@@ -30,6 +31,8 @@ export interface CompiledRoute {
   messagesPerSecond: number
   connections: Set<Connection>
   metrics: RouteMetrics
+  /** The plugin instance's shared state, reached from a connection without a closure per socket. */
+  state: RealtimeState
 }
 
 export function compileMessage (

@@ -78,7 +78,8 @@ export function declareRoute<E extends EventSchemas> (
     binary,
     messagesPerSecond,
     connections: new Set(),
-    metrics: state.metrics.forRoute(fullUrl)
+    metrics: state.metrics.forRoute(fullUrl),
+    state
   }
   state.routes.push(compiled)
   const upgradeRateLimit = state.options.upgradeRateLimit
@@ -108,31 +109,34 @@ function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): Fastif
   return reply.code(426).header('upgrade', 'websocket').send({ error: 'Upgrade Required', message: 'connect with a WebSocket client' })
 }
 
+/** Where a socket keeps its connection, so that one set of listeners serves every socket. */
+const kConnection = Symbol('fastify-realtime.connection')
+interface ConnectedSocket extends WebSocket {
+  [kConnection]: Connection
+  on: (event: string, listener: (this: ConnectedSocket, ...args: any[]) => void) => this
+  once: (event: string, listener: (this: ConnectedSocket, ...args: any[]) => void) => this
+}
+
 function openConnection (state: RealtimeState, route: CompiledRoute, socket: WebSocket, request: FastifyRequest): void {
   releaseSlot(state, request)
+  const identity = state.identities.get(request)
+  state.identities.delete(request)
   let connection: Connection
   try {
-    connection = new Connection(socket, request, route, state.identities.get(request), state.options)
+    connection = new Connection(socket, request, route, identity, state.options)
   } catch (err) {
     request.log.error({ err }, 'ws.internal_error')
     socket.close(CloseCode.INTERNAL_ERROR, 'internal error')
     return
   }
-  // Listeners go on before anything async: frames that arrive first are not lost.
-  socket.on('message', (data, isBinary) => handleFrame(state.dispatch, connection, data as Buffer, isBinary))
-  socket.on('pong', () => { connection.alive = true })
-  socket.on('error', (err) => connection.noteSocketError(err))
-  socket.once('close', (receivedCode, receivedReason) => {
-    // The code that describes why the connection ended: ours when we closed it, else the peer's.
-    const { code, reason } = connection.sentClose ?? { code: receivedCode, reason: receivedReason.toString() }
-    connection.closed = true
-    state.connections.delete(connection)
-    route.connections.delete(connection)
-    state.hub.unsubscribeAll(connection)
-    const durationMs = performance.now() - connection.openedAt
-    route.metrics.connectionClosed(code, durationMs / 1000)
-    request.log.info({ connectionId: connection.id, route: route.url, code, reason, durationMs: Math.round(durationMs) }, 'ws.close')
-  })
+  // Listeners go on before anything async: frames that arrive first are not lost. They are
+  // module-level functions, not closures: an idle connection should cost as little as possible.
+  const connected = socket as ConnectedSocket
+  connected[kConnection] = connection
+  connected.on('message', onMessage)
+  connected.on('pong', onPong)
+  connected.on('error', onError)
+  connected.once('close', onClose)
   state.connections.add(connection)
   route.connections.add(connection)
   route.metrics.connectionOpened()
@@ -147,6 +151,34 @@ function openConnection (state: RealtimeState, route: CompiledRoute, socket: Web
     heartbeatMs: state.options.heartbeatMs,
     limits: { maxPayload: state.options.maxPayload, messagesPerSecond: route.messagesPerSecond }
   }), '$welcome')
+}
+
+function onMessage (this: ConnectedSocket, data: Buffer, isBinary: boolean): void {
+  const connection = this[kConnection]
+  handleFrame(connection.compiledRoute.state.dispatch, connection, data, isBinary)
+}
+
+function onPong (this: ConnectedSocket): void {
+  this[kConnection].alive = true
+}
+
+function onError (this: ConnectedSocket, err: Error): void {
+  this[kConnection].noteSocketError(err)
+}
+
+function onClose (this: ConnectedSocket, receivedCode: number, receivedReason: Buffer): void {
+  const connection = this[kConnection]
+  const route = connection.compiledRoute
+  const { state } = route
+  // The code that describes why the connection ended: ours when we closed it, else the peer's.
+  const { code, reason } = connection.sentClose ?? { code: receivedCode, reason: receivedReason.toString() }
+  connection.closed = true
+  state.connections.delete(connection)
+  route.connections.delete(connection)
+  state.hub.unsubscribeAll(connection)
+  const durationMs = performance.now() - connection.openedAt
+  route.metrics.connectionClosed(code, durationMs / 1000)
+  connection.request.log.info({ connectionId: connection.id, route: route.url, code, reason, durationMs: Math.round(durationMs) }, 'ws.close')
 }
 
 function joinUrl (prefix: string, url: string): string {

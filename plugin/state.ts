@@ -21,8 +21,8 @@ export interface RealtimeState {
   readonly routes: CompiledRoute[]
   /** Identities established before the upgrade, picked up when the connection opens. */
   readonly identities: WeakMap<FastifyRequest, Identity>
-  /** Upgrades admitted under `maxConnections` that are not connections yet. */
-  readonly reservations: Set<FastifyRequest>
+  /** Upgrades admitted under `maxConnections` that are not connections yet, with the listener that frees the slot if the socket dies first. */
+  readonly reservations: Map<FastifyRequest, () => void>
   pendingUpgrades: number
   /** False once draining: upgrades get 503 and readiness fails. */
   accepting: boolean
@@ -66,7 +66,7 @@ export function createState (options: ResolvedOptions, broker: Broker, metrics: 
     connections: new Set(),
     routes: [],
     identities: new WeakMap(),
-    reservations: new Set(),
+    reservations: new Map(),
     pendingUpgrades: 0,
     accepting: true,
     started: false,

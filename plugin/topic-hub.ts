@@ -89,6 +89,7 @@ export class TopicHub {
   }
 
   unsubscribeAll (connection: Connection): void {
+    if (!connection.hasSubscriptions) return
     for (const topic of [...connection.subscriptions.keys()]) this.unsubscribe(connection, topic)
   }
 

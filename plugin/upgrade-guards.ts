@@ -70,14 +70,20 @@ export async function closeRefusedUpgrade (request: FastifyRequest, reply: Fasti
 
 /** Frees the connection slot an upgrade reserved, once it became a connection or failed. */
 export function releaseSlot (state: RealtimeState, request: FastifyRequest): void {
-  if (state.reservations.delete(request)) state.pendingUpgrades--
+  const onSocketClose = state.reservations.get(request)
+  if (onSocketClose === undefined) return
+  state.reservations.delete(request)
+  state.pendingUpgrades--
+  // An open connection must not keep a listener per socket for a slot it no longer holds.
+  request.raw.socket.removeListener('close', onSocketClose)
 }
 
 function reserveSlot (state: RealtimeState, request: FastifyRequest): void {
-  state.reservations.add(request)
-  state.pendingUpgrades++
   // A handshake that ws aborts (or a client that vanishes) reaches neither the handler nor onResponse.
-  request.raw.socket.once('close', () => releaseSlot(state, request))
+  const onSocketClose = (): void => releaseSlot(state, request)
+  state.reservations.set(request, onSocketClose)
+  state.pendingUpgrades++
+  request.raw.socket.once('close', onSocketClose)
 }
 
 function originAllowed (allowed: Set<string> | undefined, request: FastifyRequest): boolean {

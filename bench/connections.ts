@@ -1,0 +1,106 @@
+/*
+ * `npm run bench` (second part): connection rate and memory per idle connection, for the example
+ * app with every protection on against bare @fastify/websocket, in one run. 10,000 connections
+ * each (BENCH_CONNECTIONS), server and load generator pinned to different cores, median of
+ * BENCH_RUNS runs with min–max, runs interleaved. Both servers get the same clients, each with
+ * its own signed token in `Authorization` (the bare server ignores it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { availableParallelism } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ConnectPlan } from './connect-load.js'
+import { BENCH_AUTH_SECRET } from './auth-secret.js'
+import type { ServerKind } from './servers.js'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10_000)
+const CONCURRENCY = 100
+const SERVER_CORE = '0'
+const LOAD_CORE = availableParallelism() >= 2 ? '1' : '0'
+
+interface Sample {
+  connectionsPerSecond: number
+  rssPerConnection: number
+  heapPerConnection: number
+}
+
+function pinned (core: string, args: string[]): ChildProcess {
+  // 10,000 sockets need as many descriptors on each side.
+  return spawn('sh', ['-c', `ulimit -n 65536 2>/dev/null; exec taskset -c ${core} "$0" --expose-gc --import tsx "$@"`, process.execPath, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc']
+  })
+}
+
+async function ask<T> (child: ChildProcess, message: string): Promise<T> {
+  child.send(message)
+  const [answer] = await once(child, 'message') as [T]
+  return answer
+}
+
+async function measure (kind: ServerKind): Promise<Sample> {
+  const server = pinned(SERVER_CORE, ['bench/servers.ts', kind])
+  const [portText] = await once(server.stdout!, 'data') as [Buffer]
+  const plan: ConnectPlan = {
+    port: Number(portText.toString().trim()),
+    connections: CONNECTIONS,
+    concurrency: CONCURRENCY,
+    authSecret: BENCH_AUTH_SECRET
+  }
+  try {
+    await sleep(500)
+    const before = await ask<NodeJS.MemoryUsage>(server, 'memory')
+    const load = pinned(LOAD_CORE, ['bench/connect-load.ts', JSON.stringify(plan)])
+    try {
+      const [result] = await once(load, 'message') as [{ opened: number, seconds: number }]
+      if (result.opened !== CONNECTIONS) throw new Error(`${kind}: opened ${result.opened} of ${CONNECTIONS}`)
+      await sleep(1_000)
+      const after = await ask<NodeJS.MemoryUsage>(server, 'memory')
+      return {
+        connectionsPerSecond: result.opened / result.seconds,
+        rssPerConnection: (after.rss - before.rss) / CONNECTIONS,
+        heapPerConnection: (after.heapUsed - before.heapUsed) / CONNECTIONS
+      }
+    } finally {
+      load.disconnect()
+      await once(load, 'exit')
+    }
+  } finally {
+    server.disconnect()
+    await once(server, 'exit')
+  }
+}
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+const spread = (values: number[], scale: number, digits: number): string =>
+  `${(median(values) / scale).toFixed(digits)} (${(Math.min(...values) / scale).toFixed(digits)}–${(Math.max(...values) / scale).toFixed(digits)})`
+
+const KINDS: ServerKind[] = ['bare', 'protected']
+const LABELS: Partial<Record<ServerKind, string>> = {
+  bare: 'bare @fastify/websocket',
+  protected: 'fastify-realtime, every protection on (JWT auth, rate limits, caps, metrics)'
+}
+const samples = new Map<ServerKind, Sample[]>(KINDS.map((kind) => [kind, []]))
+for (let run = 0; run < RUNS; run++) {
+  for (const kind of KINDS) samples.get(kind)!.push(await measure(kind))
+}
+
+console.log(`\nconnections: ${CONNECTIONS.toLocaleString('en')} idle connections per run, ${CONCURRENCY} handshakes in flight; ${RUNS} runs, median (min–max)`)
+console.log('| server | connections/s | RSS KB per idle connection | heap KB per idle connection |')
+console.log('| --- | ---: | ---: | ---: |')
+for (const kind of KINDS) {
+  const list = samples.get(kind)!
+  console.log(`| ${LABELS[kind] ?? kind} | ${spread(list.map((s) => s.connectionsPerSecond), 1, 0)} | ${spread(list.map((s) => s.rssPerConnection), 1024, 1)} | ${spread(list.map((s) => s.heapPerConnection), 1024, 1)} |`)
+}
+const bare = samples.get('bare')!
+const full = samples.get('protected')!
+const rate = median(full.map((s) => s.connectionsPerSecond)) / median(bare.map((s) => s.connectionsPerSecond))
+const memory = median(full.map((s) => s.rssPerConnection)) / median(bare.map((s) => s.rssPerConnection))
+console.log('')
+console.log(`target: connection rate with auth and rate limiting ≥ 0.9× bare — ${rate.toFixed(2)}× ${rate >= 0.9 ? 'met' : 'MISSED'}`)
+console.log(`target: RSS per idle connection ≤ 1.3× bare — ${memory.toFixed(2)}× ${memory <= 1.3 ? 'met' : 'MISSED'}`)
