@@ -6,7 +6,7 @@ import type { Authenticate } from '../plugin/index.js'
  * `exp` its expiry, after which the plugin closes the connection with 4003.
  */
 export function jwtAuthenticator (secret: string): Authenticate {
-  const verify = createVerifier({ key: secret, algorithms: ['HS256'], requiredClaims: ['sub', 'exp'], cache: true })
+  const verify = createVerifier({ key: secret, algorithms: ['HS256'], requiredClaims: ['sub', 'exp'] })
   return (_request, token) => {
     if (token === undefined) return undefined
     const claims = verify(token) as { sub: unknown, exp: number }

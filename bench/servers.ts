@@ -7,10 +7,11 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { buildApp } from '../app/app.js'
+import realtime from '../plugin/index.js'
 import { loadConfig } from '../app/config.js'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
 
-export type ServerKind = 'plugin' | 'protected' | 'bare' | 'handwritten'
+export type ServerKind = 'plugin' | 'protected' | 'guarded' | 'minimal' | 'bare' | 'handwritten'
 
 /** The example app itself, with the message budget raised so that it never limits the load. */
 async function pluginServer (): Promise<FastifyInstance> {
@@ -23,15 +24,21 @@ async function pluginServer (): Promise<FastifyInstance> {
  * heartbeats, slow-consumer limit and metrics.
  */
 async function protectedServer (): Promise<FastifyInstance> {
-  return await buildApp(loadConfig({
-    LOG_LEVEL: 'warn',
-    AUTH_SECRET: BENCH_AUTH_SECRET,
-    WS_UPGRADE_RATE_LIMIT: '1000000000',
-    WS_MAX_CONNECTIONS: '50000',
-    WS_IDLE_TIMEOUT_MS: '600000',
-    WS_ALLOWED_ORIGINS: 'http://bench.local',
-    WS_MESSAGES_PER_SECOND: '100000000'
-  }))
+  return await buildApp(loadConfig({ ...GUARDS, AUTH_SECRET: BENCH_AUTH_SECRET }))
+}
+
+/** The same protections without authentication, to show what a JWT check costs per handshake. */
+async function guardedServer (): Promise<FastifyInstance> {
+  return await buildApp(loadConfig(GUARDS))
+}
+
+const GUARDS = {
+  LOG_LEVEL: 'warn',
+  WS_UPGRADE_RATE_LIMIT: '1000000000',
+  WS_MAX_CONNECTIONS: '50000',
+  WS_IDLE_TIMEOUT_MS: '600000',
+  WS_ALLOWED_ORIGINS: 'http://bench.local',
+  WS_MESSAGES_PER_SECOND: '100000000'
 }
 
 /** `@fastify/websocket` sending every frame back unread: the floor for any protocol. */
@@ -65,9 +72,19 @@ async function handwrittenServer (): Promise<FastifyInstance> {
   return app
 }
 
+/** The plugin alone on a bare Fastify: no fastify-metrics, no rate limiter, defaults otherwise. */
+async function minimalServer (): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(realtime, { metrics: false })
+  app.wsRoute('/ws')
+  return app
+}
+
 const builders: Record<ServerKind, () => Promise<FastifyInstance>> = {
+  minimal: minimalServer,
   plugin: pluginServer,
   protected: protectedServer,
+  guarded: guardedServer,
   bare: bareServer,
   handwritten: handwrittenServer
 }

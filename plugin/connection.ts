@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { TopicEntry } from './broker/broker.js'
+import { nextConnectionId } from './connection-id.js'
 import { DEFAULTS } from './defaults.js'
 import { FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import { RefusalCounter, TokenBucket } from './limits.js'
@@ -36,7 +36,7 @@ const OPEN = 1
  * first use.
  */
 export class Connection<E extends EventSchemas = EventSchemas> implements RealtimeConnection<E> {
-  readonly id = randomBytes(12).toString('base64url')
+  readonly id = nextConnectionId()
   readonly route: string
   readonly request: FastifyRequest
   readonly identity: Identity | undefined

@@ -91,6 +91,7 @@ export function declareRoute<E extends EventSchemas> (
     preValidation: [async (request, reply) => await verifyUpgrade(state, compiled, request, reply)],
     onSend: [async (request, reply) => { await closeRefusedUpgrade(request, reply) }],
     onResponse: [async (request) => { releaseSlot(state, request) }],
+    preHandler: [corkHandshake],
     config: {
       // fastify-metrics: upgrades are counted by ws_* metrics, not as HTTP requests whose
       // "latency" would be a refusal's or a hijack's.
@@ -103,6 +104,19 @@ export function declareRoute<E extends EventSchemas> (
     wsHandler: (socket, request) => openConnection(state, compiled, socket, request)
   })
   return new RealtimeRoute<E, {}>(compiled, state)
+}
+
+/**
+ * The last hook before ws writes the 101: corked until the end of the tick, the handshake
+ * response and the `$welcome` frame leave in one write instead of two.
+ */
+function corkHandshake (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+  if (request.ws) {
+    const socket = request.raw.socket
+    socket.cork()
+    process.nextTick(() => socket.uncork())
+  }
+  done()
 }
 
 function upgradeRequired (_request: FastifyRequest, reply: FastifyReply): FastifyReply {
