@@ -24,7 +24,8 @@ const UNKNOWN = 'unknown'
  */
 export function handleFrame (env: DispatchEnvironment, connection: Connection, raw: Buffer, isBinary: boolean): void {
   try {
-    connection.lastMessageAt = Math.floor(performance.now())
+    const receivedAt = performance.now()
+    connection.lastMessageAt = Math.floor(receivedAt)
     const metrics = connection.compiledRoute.metrics
     if (isBinary) {
       metrics.frameReceived(UNKNOWN, raw.length)
@@ -54,7 +55,7 @@ export function handleFrame (env: DispatchEnvironment, connection: Connection, r
       refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details })
       return
     }
-    runHandler(env, connection, message, envelope).catch((err: unknown) => {
+    runHandler(env, connection, message, envelope, receivedAt).catch((err: unknown) => {
       connection.log.error({ err }, 'ws.internal_error')
     })
   } catch (err) {
@@ -91,10 +92,9 @@ function withinBudget (connection: Connection, id: MessageId | undefined, type: 
   return false
 }
 
-async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope): Promise<void> {
+async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number): Promise<void> {
   const data = message.validator === undefined ? undefined : envelope.data
-  const context = createContext(env, connection, envelope)
-  const startedAt = performance.now()
+  const context = new HandlerContext(env, connection, envelope)
   let outcome = 'ok'
   connection.handlerStarted()
   try {
@@ -164,12 +164,28 @@ function handleBinary (connection: Connection, raw: Buffer): void {
     .finally(() => connection.handlerFinished())
 }
 
-function createContext (env: DispatchEnvironment, connection: Connection, envelope: Envelope): MessageContext<any> {
-  return {
-    id: envelope.id,
-    type: envelope.type,
-    connection,
-    get log () { return connection.log },
-    publish: (topic, event, data) => env.publish(connection.compiledRoute, topic, event, data)
+/** One per handled message: a class, so the object is cheap and `log` is made only if used. */
+class HandlerContext implements MessageContext<any> {
+  readonly id: MessageId | undefined
+  readonly type: string
+  readonly connection: Connection
+  readonly #env: DispatchEnvironment
+
+  constructor (env: DispatchEnvironment, connection: Connection, envelope: Envelope) {
+    this.#env = env
+    this.connection = connection
+    this.id = envelope.id
+    this.type = envelope.type
+  }
+
+  get log (): Connection['log'] {
+    return this.connection.log
+  }
+
+  /** A bound function, as handlers destructure it; made only when a handler asks for it. */
+  get publish (): MessageContext<any>['publish'] {
+    const { connection } = this
+    const env = this.#env
+    return async (topic, event, data) => await env.publish(connection.compiledRoute, topic, event, data)
   }
 }

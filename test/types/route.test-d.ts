@@ -83,3 +83,29 @@ expectType<Equal<keyof ChatRoute['types']['events'], 'message'>>()
 // Plugin options are typed.
 // @ts-expect-error maxPayload is a number
 await app.register(realtime, { maxPayload: '64k' })
+
+// Connection management options and hooks are typed.
+await app.register(realtime, {
+  idleTimeoutMs: 60_000,
+  maxConnections: 10_000,
+  maxBufferedBytes: 1 << 20,
+  upgradeRateLimit: 120,
+  allowedOrigins: ['https://app.example'],
+  drainMs: 5_000,
+  authenticate: async (request, token) => {
+    expectType<Equal<typeof token, string | undefined>>()
+    return token === undefined ? undefined : { id: request.ip, expiresAt: Date.now() + 60_000, role: 'admin' }
+  }
+})
+// @ts-expect-error an identity needs an id
+await app.register(realtime, { authenticate: () => ({ expiresAt: 1 }) })
+app.wsRoute('/guarded', {
+  authorizeMessage: (type, data, connection) => {
+    expectType<Equal<typeof type, string>>()
+    expectType<Equal<typeof data, unknown>>()
+    return connection.identity?.role === 'admin'
+  }
+}).message('typing', { messagesPerSecond: 2 }, (data) => {
+  expectType<Equal<typeof data, undefined>>()
+})
+expectType<Equal<ReturnType<typeof app.realtime.drain>, Promise<void>>>()
