@@ -83,6 +83,15 @@ export function declareRoute<E extends EventSchemas> (
   }
   state.routes.push(compiled)
   const upgradeRateLimit = state.options.upgradeRateLimit
+  // Read by other plugins when present, so typed loosely: neither needs to be installed.
+  const routeConfig: Record<string, unknown> = {
+    // fastify-metrics: upgrades are counted by ws_* metrics, not as HTTP requests whose
+    // "latency" would be a refusal's or a hijack's.
+    disableMetrics: true
+  }
+  if (upgradeRateLimit > 0) {
+    routeConfig.rateLimit = { max: upgradeRateLimit, timeWindow: 60_000, onExceeded: (request: FastifyRequest) => recordUpgradeRateLimited(compiled, request) }
+  }
   instance.route({
     method: 'GET',
     url,
@@ -92,14 +101,7 @@ export function declareRoute<E extends EventSchemas> (
     onSend: [async (request, reply) => { await closeRefusedUpgrade(request, reply) }],
     onResponse: [async (request) => { releaseSlot(state, request) }],
     preHandler: [corkHandshake],
-    config: {
-      // fastify-metrics: upgrades are counted by ws_* metrics, not as HTTP requests whose
-      // "latency" would be a refusal's or a hijack's.
-      disableMetrics: true,
-      ...(upgradeRateLimit > 0
-        ? { rateLimit: { max: upgradeRateLimit, timeWindow: 60_000, onExceeded: (request: FastifyRequest) => recordUpgradeRateLimited(compiled, request) } }
-        : {})
-    },
+    config: routeConfig,
     handler: upgradeRequired,
     wsHandler: (socket, request) => openConnection(state, compiled, socket, request)
   })
