@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { TestClient } from './helpers/client.js'
+import { metricValue } from './helpers/metrics.js'
 import { eventually, startServer } from './helpers/server.js'
 
 test('heartbeat: a peer that answers pings stays, one that stops answering is terminated', async (t) => {
@@ -15,6 +16,7 @@ test('heartbeat: a peer that answers pings stays, one that stops answering is te
   assert.ok(pings >= 1, 'the healthy peer was pinged')
   assert.equal(healthy.socket.readyState, healthy.socket.OPEN)
   await eventually(() => server.app.realtime.connectionCount === 1, 2_000, 'the dead peer to be dropped')
+  assert.equal(await metricValue(server.app.realtime.metricsRegistry, 'ws_disconnections_total', { route: '/ws', code: '1006' }), 1)
   assert.ok(server.logs.some((line) => line.msg === 'ws.heartbeat_timeout' && line.connectionId === silent.welcome?.data.connectionId))
 })
 

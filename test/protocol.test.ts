@@ -4,7 +4,8 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { ErrorCode, MemoryBroker, RealtimeError } from '../plugin/index.js'
 import { TestClient, upgradeStatus } from './helpers/client.js'
-import { startServer } from './helpers/server.js'
+import { metricValue } from './helpers/metrics.js'
+import { eventually, startServer } from './helpers/server.js'
 
 const Text = Type.Object({ text: Type.String({ maxLength: 100 }) })
 
@@ -234,6 +235,8 @@ test('a frame over maxPayload closes the connection with 1009', async (t) => {
   client.sendRaw(JSON.stringify({ type: 'echo', data: { text: 'x'.repeat(2000) } }))
   assert.equal((await client.closed).code, 1009)
   assert.equal((await bystander.request('echo', { text: 'fine' })).type, '$reply')
+  await eventually(() => server.app.realtime.connectionCount === 1, 1_000, 'the oversized sender to be gone')
+  assert.equal(await metricValue(server.app.realtime.metricsRegistry, 'ws_disconnections_total', { route: '/ws', code: '1009' }), 1)
 })
 
 test('subprotocol realtime.v1: chosen when offered, optional, and unknown versions get HTTP 400', async (t) => {
