@@ -113,10 +113,6 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     return this.#socket.bufferedAmount
   }
 
-  get inflight (): number {
-    return this.#inflight
-  }
-
   send (event: keyof E & string, data: unknown): void {
     const compiled = this.compiledRoute.events.get(event)
     if (compiled === undefined) throw new FRT_ERR_UNKNOWN_EVENT(event, this.route)

@@ -6,13 +6,7 @@ export const ZERO_OFFSET = '0-0'
 
 /** As a JSON Schema `pattern`; 15 digits keep both halves exact as JavaScript numbers. */
 export const OFFSET_PATTERN = '^[0-9]{1,15}-[0-9]{1,15}$'
-const OFFSET = new RegExp(OFFSET_PATTERN)
-
-export function isOffset (value: string): boolean {
-  return OFFSET.test(value)
-}
-
-/** Negative when a < b, zero when equal, positive when a > b. Both must satisfy `isOffset`. */
+/** Negative when a < b, zero when equal, positive when a > b. Both must match `OFFSET_PATTERN`. */
 export function compareOffsets (a: string, b: string): number {
   const dashA = a.indexOf('-')
   const dashB = b.indexOf('-')
