@@ -84,6 +84,18 @@ test('each envelope error has its code, keeps the id when it could be read, and 
   }
   assert.deepEqual(await client.request('echo', { text: 'still open' }), { type: '$reply', id: 1, data: { text: 'still open' } })
   assert.ok(server.logs.some((line) => line.msg === 'ws.protocol_error' && line.code === 'INVALID_JSON'))
+  // Every frame is counted, under its declared type or `unknown`, never a value the client chose.
+  const registry = server.app.realtime.metricsRegistry
+  assert.equal(await metricValue(registry, 'ws_messages_received_total', { route: '/ws' }), cases.length + 1)
+  assert.equal(await metricValue(registry, 'ws_messages_received_total', { route: '/ws', type: 'echo' }), 1)
+  assert.equal(await metricValue(registry, 'ws_messages_received_total', { route: '/ws', type: 'nope' }), 0)
+  assert.equal(await metricValue(registry, 'ws_messages_sent_total', { route: '/ws', type: '$error' }), cases.length)
+  assert.equal(await metricValue(registry, 'ws_messages_sent_total', { route: '/ws', type: '$reply' }), 1)
+  assert.equal(await metricValue(registry, 'ws_message_errors_total', { route: '/ws', type: 'unknown', code: 'UNKNOWN_TYPE' }), 2)
+  assert.ok(await metricValue(registry, 'ws_message_bytes_total', { route: '/ws', direction: 'in' }) > 100)
+  assert.equal(await metricValue(registry, 'ws_message_duration_seconds', { route: '/ws', type: 'echo', outcome: 'ok' }), 1)
+  const text = await registry!.metrics()
+  assert.match(text, /^ws_messages_received_total\{route="\/ws",type="unknown"\} 11$/m)
 })
 
 test('VALIDATION_FAILED lists path and reason without echoing the input', async (t) => {

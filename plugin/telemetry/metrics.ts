@@ -86,6 +86,22 @@ export const NOOP_METRICS: RealtimeMetrics = {
 }
 
 /**
+ * Per-frame counts are kept in plain numbers and handed to prom-client when it collects: its
+ * `inc` hashes the label set on every call, even on a child, which per frame was a measurable
+ * share of a message's cost.
+ */
+type Flush = () => void
+const flushesByMetric = new WeakMap<object, Flush[]>()
+
+function flushInto (metric: object, flush: Flush): void {
+  flushesByMetric.get(metric)?.push(flush)
+}
+
+function runFlushes (this: object): void {
+  for (const flush of flushesByMetric.get(this) ?? []) flush()
+}
+
+/**
  * Registers the `ws_*` metrics of DESIGN.md in `registry`, reusing any already there (a second
  * plugin instance, or a registry fastify-metrics cleared and refilled).
  */
@@ -96,6 +112,12 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
   const registers = [registry]
   const counter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
     metric(name, () => new client.Counter({ name, help, labelNames, registers }))
+  const batchedCounter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
+    metric(name, () => {
+      const created = new client.Counter({ name, help, labelNames, registers, collect: runFlushes })
+      flushesByMetric.set(created, [])
+      return created
+    })
   const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> =>
     metric(name, () => new client.Histogram({ name, help, labelNames, buckets, registers }))
 
@@ -106,9 +128,9 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     connectionsRejected: counter('ws_connections_rejected_total', 'WebSocket upgrades refused before the handshake', ['route', 'reason']),
     disconnections: counter('ws_disconnections_total', 'WebSocket connections closed, by close code', ['route', 'code']),
     connectionDuration: histogram('ws_connection_duration_seconds', 'How long WebSocket connections stayed open', ['route'], CONNECTION_SECONDS),
-    messagesReceived: counter('ws_messages_received_total', 'Frames received, valid or not', ['route', 'type']),
-    messagesSent: counter('ws_messages_sent_total', 'Frames sent', ['route', 'type']),
-    messageBytes: counter('ws_message_bytes_total', 'Frame payload bytes', ['route', 'direction']),
+    messagesReceived: batchedCounter('ws_messages_received_total', 'Frames received, valid or not', ['route', 'type']),
+    messagesSent: batchedCounter('ws_messages_sent_total', 'Frames sent', ['route', 'type']),
+    messageBytes: batchedCounter('ws_message_bytes_total', 'Frame payload bytes', ['route', 'direction']),
     messageDuration: histogram('ws_message_duration_seconds', 'Time from a message\'s arrival to its answer', ['route', 'type', 'outcome'], MESSAGE_SECONDS),
     messageErrors: counter('ws_message_errors_total', 'Error frames sent, by code', ['route', 'type', 'code']),
     rateLimited: counter('ws_rate_limited_total', 'Messages and upgrades refused by a rate limit', ['route', 'scope']),
@@ -148,9 +170,25 @@ function routeMetrics (m: Instruments, route: string): RouteMetrics {
   const active = m.connectionsActive.labels(route)
   const opened = m.connectionsTotal.labels(route)
   const duration = m.connectionDuration.labels(route)
-  const bytesIn = m.messageBytes.labels(route, 'in')
-  const bytesOut = m.messageBytes.labels(route, 'out')
   const slow = m.slowConsumerCloses.labels(route)
+  const received = new Map<string, number>()
+  const sent = new Map<string, number>()
+  let bytesIn = 0
+  let bytesOut = 0
+  flushInto(m.messagesReceived, () => {
+    for (const [type, count] of received) m.messagesReceived.inc({ route, type }, count)
+    received.clear()
+  })
+  flushInto(m.messagesSent, () => {
+    for (const [type, count] of sent) m.messagesSent.inc({ route, type }, count)
+    sent.clear()
+  })
+  flushInto(m.messageBytes, () => {
+    if (bytesIn > 0) m.messageBytes.inc({ route, direction: 'in' }, bytesIn)
+    if (bytesOut > 0) m.messageBytes.inc({ route, direction: 'out' }, bytesOut)
+    bytesIn = 0
+    bytesOut = 0
+  })
   return {
     connectionOpened () {
       active.inc()
@@ -163,12 +201,12 @@ function routeMetrics (m: Instruments, route: string): RouteMetrics {
     },
     connectionRejected: (reason) => cached(`reject\0${reason}`, () => m.connectionsRejected.labels(route, reason)).inc(),
     frameReceived (type, bytes) {
-      cached(`in\0${type}`, () => m.messagesReceived.labels(route, type)).inc()
-      bytesIn.inc(bytes)
+      received.set(type, (received.get(type) ?? 0) + 1)
+      bytesIn += bytes
     },
     frameSent (type, bytes) {
-      cached(`out\0${type}`, () => m.messagesSent.labels(route, type)).inc()
-      bytesOut.inc(bytes)
+      sent.set(type, (sent.get(type) ?? 0) + 1)
+      bytesOut += bytes
     },
     messageHandled (type, outcome, seconds) {
       const key = `${type}\0${outcome}`
