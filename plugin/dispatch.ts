@@ -4,7 +4,9 @@ import { DEFAULTS } from './defaults.js'
 import { parseEnvelope, type Envelope } from './envelope.js'
 import { CloseCode, ErrorCode, RealtimeError, type MessageId, type RealtimeErrorOptions } from './protocol.js'
 import type { CompiledMessage, CompiledRoute } from './route-table.js'
+import { endSpanWithError, startMessageSpan, withSpan } from './telemetry/tracing.js'
 import type { MessageContext } from './types.js'
+import type { Span } from '@opentelemetry/api'
 
 /** What the pipeline needs beyond the connection: plugin-wide limits and publishing. */
 export interface DispatchEnvironment {
@@ -39,23 +41,35 @@ export function handleFrame (env: DispatchEnvironment, connection: Connection, r
     const type = message === undefined ? UNKNOWN : (parsed as { envelope: Envelope }).envelope.type
     metrics.frameReceived(type, raw.length)
     const id = parsed.ok ? parsed.envelope.id : parsed.failure.id
+    // Started as soon as the type is known: budget, validation, handler and reply happen inside.
+    const span = parsed.ok
+      ? startMessageSpan({
+        route: connection.route,
+        type,
+        connectionId: connection.id,
+        messageId: id,
+        size: raw.length,
+        traceparent: parsed.envelope.traceparent,
+        connectionSpan: connection.upgradeSpan
+      })
+      : undefined
     // Malformed frames spend budget too, or a flood of them would never be limited.
-    if (!withinBudget(connection, id, type, message?.messagesPerSecond)) return
+    if (!withinBudget(connection, id, type, message?.messagesPerSecond, span)) return
     if (!parsed.ok) {
       refuse(connection, id, UNKNOWN, parsed.failure.code, parsed.failure.message, 'ws.protocol_error')
       return
     }
     const { envelope } = parsed
     if (message === undefined) {
-      refuse(connection, id, UNKNOWN, ErrorCode.UNKNOWN_TYPE, 'this route declares no such message type', 'ws.protocol_error')
+      refuse(connection, id, UNKNOWN, ErrorCode.UNKNOWN_TYPE, 'this route declares no such message type', 'ws.protocol_error', undefined, span)
       return
     }
     if (message.validator !== undefined && !message.validator.check(envelope.data)) {
       const details = message.validator.explain(envelope.data)
-      refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details })
+      refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details }, span)
       return
     }
-    runHandler(env, connection, message, envelope, receivedAt).catch((err: unknown) => {
+    runHandler(env, connection, message, envelope, receivedAt, span as Span).catch((err: unknown) => {
       connection.log.error({ err }, 'ws.internal_error')
     })
   } catch (err) {
@@ -72,27 +86,30 @@ function refuse (
   code: string,
   message: string,
   event: string,
-  options?: RealtimeErrorOptions
+  options?: RealtimeErrorOptions,
+  span?: Span
 ): void {
+  if (span !== undefined) endSpanWithError(span, code)
   connection.compiledRoute.metrics.messageError(type, code)
   connection.log.info({ type, code, details: options?.details }, event)
   connection.sendError(id, code, message, options)
 }
 
-function withinBudget (connection: Connection, id: MessageId | undefined, type: string, typeRate: number | undefined): boolean {
+function withinBudget (connection: Connection, id: MessageId | undefined, type: string, typeRate: number | undefined, span?: Span): boolean {
   const retryAfterMs = connection.takeToken(type, typeRate)
   if (retryAfterMs === 0) return true
   connection.compiledRoute.metrics.rateLimited('message')
   if (connection.recordRefusal()) {
+    if (span !== undefined) endSpanWithError(span, ErrorCode.RATE_LIMITED)
     connection.log.warn('ws.rate_limit_abuse')
     connection.close(CloseCode.POLICY_VIOLATION, 'message rate limit repeatedly exceeded')
     return false
   }
-  refuse(connection, id, type, ErrorCode.RATE_LIMITED, 'message budget exceeded', 'ws.rate_limited', { retryAfterMs })
+  refuse(connection, id, type, ErrorCode.RATE_LIMITED, 'message budget exceeded', 'ws.rate_limited', { retryAfterMs }, span)
   return false
 }
 
-async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number): Promise<void> {
+async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number, span: Span): Promise<void> {
   const data = message.validator === undefined ? undefined : envelope.data
   const context = new HandlerContext(env, connection, envelope)
   let outcome = 'ok'
@@ -102,7 +119,8 @@ async function runHandler (env: DispatchEnvironment, connection: Connection, mes
     if (authorize !== undefined && !envelope.type.startsWith('$') && !(await authorize(envelope.type, data, connection))) {
       throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to send this message')
     }
-    const result = await message.handler(data, context)
+    // The handler runs with the message span active: what it starts (publishes, queries) nests under it.
+    const result = await withSpan(span, () => message.handler(data, context))
     if (envelope.id !== undefined) {
       connection.sendReply(envelope.id, message.serializeReply?.(result))
     }
@@ -111,6 +129,8 @@ async function runHandler (env: DispatchEnvironment, connection: Connection, mes
   } finally {
     connection.handlerFinished()
   }
+  if (outcome === 'ok') span.end()
+  else endSpanWithError(span, outcome)
   const seconds = (performance.now() - startedAt) / 1000
   connection.compiledRoute.metrics.messageHandled(envelope.type, outcome, seconds)
   if (connection.logsEachMessage) {

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { Broker, TopicPosition } from './broker/broker.js'
+import { BrokerUnavailableError, type Broker, type TopicPosition } from './broker/broker.js'
+import { endSpanWithError, startPublishSpan, traceparentOf } from './telemetry/tracing.js'
 import type { Connection } from './connection.js'
 import type { DispatchEnvironment } from './dispatch.js'
 import { FRT_ERR_INVALID_TOPIC, FRT_ERR_UNKNOWN_EVENT } from './errors.js'
@@ -42,14 +43,17 @@ export function createState (options: ResolvedOptions, broker: Broker, metrics: 
     if (typeof topic !== 'string' || topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) {
       throw new FRT_ERR_INVALID_TOPIC(JSON.stringify(topic))
     }
+    const span = startPublishSpan(topic, event)
     // Serialized once here; every node and socket passes on these same bytes.
-    const message = { event, data: compiled.serialize(data) }
+    const message = { event, data: compiled.serialize(data), traceparent: traceparentOf(span) }
     try {
       const position = await broker.publish(topic, message)
       metrics.brokerPublished(broker.name, 'ok')
+      span.end()
       return position
     } catch (err) {
       metrics.brokerPublished(broker.name, 'error')
+      endSpanWithError(span, err instanceof BrokerUnavailableError ? 'UNAVAILABLE' : 'PUBLISH_FAILED')
       throw err
     }
   }

@@ -3,6 +3,7 @@ import type { Broker, TopicEntry, TopicListener } from './broker/broker.js'
 import { compareOffsets } from './broker/offset.js'
 import type { Connection, Subscription } from './connection.js'
 import { topicEventFrame } from './protocol.js'
+import { startDeliverySpan } from './telemetry/tracing.js'
 
 interface LocalTopic {
   members: Set<Connection>
@@ -139,6 +140,8 @@ export class TopicHub {
 
   #deliver (local: LocalTopic, entry: TopicEntry): void {
     if (local.members.size === 0) return
+    // One span per entry and node, joined to the publisher's trace; none when it was not traced.
+    const span = entry.traceparent === undefined ? undefined : startDeliverySpan(entry.topic, entry.event, entry.traceparent)
     // Framed and encoded once: every member gets the same bytes.
     const frame = Buffer.from(frameOf(entry))
     for (const connection of local.members) {
@@ -147,6 +150,7 @@ export class TopicHub {
       if (subscription.pending !== null) subscription.pending.push(entry)
       else this.#deliverTo(connection, subscription, entry, frame)
     }
+    span?.end()
   }
 
   #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, frame: string | Buffer): void {

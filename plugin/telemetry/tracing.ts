@@ -1,0 +1,103 @@
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
+
+/*
+ * Spans through @opentelemetry/api only: with no SDK registered every call is a no-op, and the
+ * application decides what is exported. One SERVER span per message, PRODUCER spans for
+ * publishes, CONSUMER spans for deliveries, with W3C trace context carried through the broker.
+ */
+
+/** Span attribute names, written once. */
+export const SpanAttribute = Object.freeze({
+  ROUTE: 'ws.route',
+  MESSAGE_TYPE: 'ws.message.type',
+  CONNECTION_ID: 'ws.connection.id',
+  MESSAGE_ID: 'ws.message.id',
+  MESSAGE_SIZE: 'ws.message.size',
+  ERROR_CODE: 'ws.error.code',
+  MESSAGING_SYSTEM: 'messaging.system',
+  DESTINATION: 'messaging.destination.name',
+  OPERATION: 'messaging.operation.type'
+} as const)
+
+const tracer = trace.getTracer('fastify-realtime')
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
+
+/** The context a W3C `traceparent` names, or undefined when it is malformed or all zeros. */
+export function contextFromTraceparent (traceparent: string | undefined): Context | undefined {
+  if (traceparent === undefined) return undefined
+  const match = TRACEPARENT.exec(traceparent)
+  if (match === null || match[1] === 'ff' || /^0+$/.test(match[2] as string) || /^0+$/.test(match[3] as string)) return undefined
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: match[2] as string,
+    spanId: match[3] as string,
+    traceFlags: Number.parseInt(match[4] as string, 16) & TraceFlags.SAMPLED,
+    isRemote: true
+  })
+}
+
+/** The W3C `traceparent` of a span, to carry across the broker. */
+export function traceparentOf (span: Span): string | undefined {
+  const { traceId, spanId, traceFlags } = span.spanContext()
+  if (!trace.isSpanContextValid(span.spanContext())) return undefined
+  return `00-${traceId}-${spanId}-${(traceFlags & TraceFlags.SAMPLED) === 1 ? '01' : '00'}`
+}
+
+/** The span active when a connection opened (the upgrade's HTTP span), to link messages to. */
+export function activeSpanContext (): SpanContext | undefined {
+  return trace.getSpanContext(context.active())
+}
+
+export interface MessageSpanFields {
+  route: string
+  type: string
+  connectionId: string
+  messageId: string | number | undefined
+  size: number
+  traceparent: string | undefined
+  connectionSpan: SpanContext | undefined
+}
+
+/**
+ * `ws {type}`: a child of the client's `traceparent` when it sent one, else a new trace linked
+ * to the connection's upgrade span.
+ */
+export function startMessageSpan (fields: MessageSpanFields): Span {
+  const parent = contextFromTraceparent(fields.traceparent)
+  const links: Link[] | undefined = parent === undefined && fields.connectionSpan !== undefined ? [{ context: fields.connectionSpan }] : undefined
+  const attributes: Record<string, string | number> = {
+    [SpanAttribute.ROUTE]: fields.route,
+    [SpanAttribute.MESSAGE_TYPE]: fields.type,
+    [SpanAttribute.CONNECTION_ID]: fields.connectionId,
+    [SpanAttribute.MESSAGE_SIZE]: fields.size
+  }
+  if (fields.messageId !== undefined) attributes[SpanAttribute.MESSAGE_ID] = String(fields.messageId)
+  return tracer.startSpan(`ws ${fields.type}`, { kind: SpanKind.SERVER, attributes, links }, parent ?? ROOT_CONTEXT)
+}
+
+/** Ends a span with the error code the client was answered with. */
+export function endSpanWithError (span: Span, code: string): void {
+  span.setAttribute(SpanAttribute.ERROR_CODE, code)
+  span.setStatus({ code: SpanStatusCode.ERROR, message: code })
+  span.end()
+}
+
+/** Runs `fn` with `span` as the active span, so work it starts (publishes, queries) nests under it. */
+export function withSpan<T> (span: Span, fn: () => T): T {
+  return context.with(trace.setSpan(context.active(), span), fn)
+}
+
+/** `publish {event}`: a PRODUCER span under whatever is active (a handler's message span). */
+export function startPublishSpan (topic: string, event: string): Span {
+  return tracer.startSpan(`publish ${event}`, {
+    kind: SpanKind.PRODUCER,
+    attributes: { [SpanAttribute.MESSAGING_SYSTEM]: 'fastify-realtime', [SpanAttribute.DESTINATION]: topic, [SpanAttribute.OPERATION]: 'send' }
+  })
+}
+
+/** `deliver {event}`: one CONSUMER span per entry per node, in the publisher's trace. */
+export function startDeliverySpan (topic: string, event: string, traceparent: string | undefined): Span {
+  return tracer.startSpan(`deliver ${event}`, {
+    kind: SpanKind.CONSUMER,
+    attributes: { [SpanAttribute.MESSAGING_SYSTEM]: 'fastify-realtime', [SpanAttribute.DESTINATION]: topic, [SpanAttribute.OPERATION]: 'receive' }
+  }, contextFromTraceparent(traceparent) ?? ROOT_CONTEXT)
+}
