@@ -64,14 +64,18 @@ export interface MessageSpanFields {
 export function startMessageSpan (fields: MessageSpanFields): Span {
   const parent = contextFromTraceparent(fields.traceparent)
   const links: Link[] | undefined = parent === undefined && fields.connectionSpan !== undefined ? [{ context: fields.connectionSpan }] : undefined
-  const attributes: Record<string, string | number> = {
-    [SpanAttribute.ROUTE]: fields.route,
-    [SpanAttribute.MESSAGE_TYPE]: fields.type,
-    [SpanAttribute.CONNECTION_ID]: fields.connectionId,
-    [SpanAttribute.MESSAGE_SIZE]: fields.size
+  const span = tracer.startSpan(`ws ${fields.type}`, { kind: SpanKind.SERVER, links }, parent ?? ROOT_CONTEXT)
+  // Attributes only for spans that are kept: with no SDK, or sampled out, a message pays nothing.
+  if (span.isRecording()) {
+    span.setAttributes({
+      [SpanAttribute.ROUTE]: fields.route,
+      [SpanAttribute.MESSAGE_TYPE]: fields.type,
+      [SpanAttribute.CONNECTION_ID]: fields.connectionId,
+      [SpanAttribute.MESSAGE_SIZE]: fields.size
+    })
+    if (fields.messageId !== undefined) span.setAttribute(SpanAttribute.MESSAGE_ID, String(fields.messageId))
   }
-  if (fields.messageId !== undefined) attributes[SpanAttribute.MESSAGE_ID] = String(fields.messageId)
-  return tracer.startSpan(`ws ${fields.type}`, { kind: SpanKind.SERVER, attributes, links }, parent ?? ROOT_CONTEXT)
+  return span
 }
 
 /** Ends a span with the error code the client was answered with. */
@@ -83,6 +87,9 @@ export function endSpanWithError (span: Span, code: string): void {
 
 /** Runs `fn` with `span` as the active span, so work it starts (publishes, queries) nests under it. */
 export function withSpan<T> (span: Span, fn: () => T): T {
+  // A span with no valid context (no SDK) has nothing to propagate; a sampled-out one does, so
+  // that its children are sampled out too.
+  if (!trace.isSpanContextValid(span.spanContext())) return fn()
   return context.with(trace.setSpan(context.active(), span), fn)
 }
 
