@@ -29,6 +29,7 @@ export interface ConnectionLimits {
 const TEXT_FRAME = { binary: false }
 const MAX_CLOSE_REASON_BYTES = 123
 const OPEN = 1
+const CLOSED = 3
 
 /**
  * One open WebSocket: writes frames (corked per tick, refused past the buffer limit), holds the
@@ -229,7 +230,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     this.compiledRoute.metrics.slowConsumerClosed()
     this.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
     // The close frame waits behind the full buffer; a peer that reads nothing never gets it.
-    setTimeout(() => { if (this.#socket.readyState !== 3) this.terminate() }, DEFAULTS.slowConsumerGraceMs).unref()
+    setTimeout(() => { if (this.#socket.readyState !== CLOSED) this.terminate() }, DEFAULTS.slowConsumerGraceMs).unref()
   }
 }
 

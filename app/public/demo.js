@@ -68,8 +68,12 @@ function connect () {
       lastOffset = frame.offset
       show(frame.data.text, frame.data.from)
     } else if (frame.type === '$reply' && frame.data?.topic !== undefined && frame.data.epoch !== undefined) {
+      // The server sends the replay before this reply, so the offset only moves forward, unless
+      // the history is a new one (another epoch), whose offsets restart.
+      if (lastOffset === undefined || frame.data.epoch !== epoch || compareOffsets(frame.data.offset, lastOffset) > 0) {
+        lastOffset = frame.data.offset
+      }
       epoch = frame.data.epoch
-      if (lastOffset === undefined || !frame.data.recovered) lastOffset = frame.data.offset
       joinedEl.textContent = `In room ${room}${frame.data.recovered ? ' (recovered missed messages)' : ''}.`
     } else if (frame.type === '$error') {
       show(`${frame.error.code}: ${frame.error.message}`, null, 'error')
