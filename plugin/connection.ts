@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import type { SpanContext } from '@opentelemetry/api'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { TopicEntry } from './broker/broker.js'
@@ -8,7 +9,6 @@ import { FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import { RefusalCounter, TokenBucket } from './limits.js'
 import { CloseCode, errorFrame, eventFrame, replyFrame, type MessageId, type RealtimeErrorOptions } from './protocol.js'
 import type { CompiledRoute } from './route-table.js'
-import { activeSpanContext } from './telemetry/tracing.js'
 import type { EventSchemas, Identity, RealtimeConnection } from './types.js'
 
 /** A connection's state on one topic. */
@@ -47,8 +47,8 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   readonly openedAt = Math.floor(performance.now())
   /** When the last frame arrived, for the idle timeout (whole ms of performance.now()). */
   lastMessageAt = this.openedAt
-  /** The span active when the connection opened (the upgrade's HTTP span), linked from messages. */
-  readonly upgradeSpan = activeSpanContext()
+  /** The upgrade's HTTP span, which messages sent without a `traceparent` link to. */
+  upgradeSpan: SpanContext | undefined = undefined
   /** Cleared by each heartbeat ping, set by the pong; still clear at the next ping means dead. */
   alive = true
   /** Set once the socket has closed: work still under way for it must not register anything. */

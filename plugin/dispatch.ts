@@ -35,47 +35,59 @@ export function handleFrame (env: DispatchEnvironment, connection: Connection, r
       return
     }
     const parsed = parseEnvelope(raw.toString('utf8'), env.maxNestingDepth)
-    const message = parsed.ok
-      ? connection.compiledRoute.messages.get(parsed.envelope.type) ?? env.commands.get(parsed.envelope.type)
-      : undefined
-    const type = message === undefined ? UNKNOWN : (parsed as { envelope: Envelope }).envelope.type
-    metrics.frameReceived(type, raw.length)
-    const id = parsed.ok ? parsed.envelope.id : parsed.failure.id
-    // Started as soon as the type is known: budget, validation, handler and reply happen inside.
-    const span = parsed.ok
-      ? startMessageSpan({
-        route: connection.route,
-        type,
-        connectionId: connection.id,
-        messageId: id,
-        size: raw.length,
-        traceparent: parsed.envelope.traceparent,
-        connectionSpan: connection.upgradeSpan
-      })
-      : undefined
-    // Malformed frames spend budget too, or a flood of them would never be limited.
-    if (!withinBudget(connection, id, type, message?.messagesPerSecond, span)) return
     if (!parsed.ok) {
-      refuse(connection, id, UNKNOWN, parsed.failure.code, parsed.failure.message, 'ws.protocol_error')
+      metrics.frameReceived(UNKNOWN, raw.length)
+      const { id, code, message } = parsed.failure
+      // Malformed frames spend budget too, or a flood of them would never be limited.
+      if (withinBudget(connection, id, UNKNOWN, undefined)) refuse(connection, id, UNKNOWN, code, message, 'ws.protocol_error')
       return
     }
     const { envelope } = parsed
-    if (message === undefined) {
-      refuse(connection, id, UNKNOWN, ErrorCode.UNKNOWN_TYPE, 'this route declares no such message type', 'ws.protocol_error', undefined, span)
-      return
-    }
-    if (message.validator !== undefined && !message.validator.check(envelope.data)) {
-      const details = message.validator.explain(envelope.data)
-      refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details }, span)
-      return
-    }
-    runHandler(env, connection, message, envelope, receivedAt, span as Span).catch((err: unknown) => {
-      connection.log.error({ err }, 'ws.internal_error')
+    const message = connection.compiledRoute.messages.get(envelope.type) ?? env.commands.get(envelope.type)
+    const type = message === undefined ? UNKNOWN : envelope.type
+    metrics.frameReceived(type, raw.length)
+    // Started as soon as the type is known: budget, validation, handler and reply happen inside.
+    const span = startMessageSpan({
+      route: connection.route,
+      type,
+      connectionId: connection.id,
+      messageId: envelope.id,
+      size: raw.length,
+      traceparent: envelope.traceparent,
+      connectionSpan: connection.upgradeSpan
     })
+    // With the span active, every line logged about this message carries its trace id.
+    withSpan(span, handleMessage, env, connection, envelope, message, type, receivedAt, span)
   } catch (err) {
     connection.log.error({ err }, 'ws.internal_error')
     connection.close(CloseCode.INTERNAL_ERROR, 'internal error')
   }
+}
+
+/** The rest of the pipeline for a frame whose envelope parsed, inside its span. */
+function handleMessage (
+  env: DispatchEnvironment,
+  connection: Connection,
+  envelope: Envelope,
+  message: CompiledMessage | undefined,
+  type: string,
+  receivedAt: number,
+  span: Span
+): void {
+  const { id } = envelope
+  if (!withinBudget(connection, id, type, message?.messagesPerSecond, span)) return
+  if (message === undefined) {
+    refuse(connection, id, UNKNOWN, ErrorCode.UNKNOWN_TYPE, 'this route declares no such message type', 'ws.protocol_error', undefined, span)
+    return
+  }
+  if (message.validator !== undefined && !message.validator.check(envelope.data)) {
+    const details = message.validator.explain(envelope.data)
+    refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details }, span)
+    return
+  }
+  runHandler(env, connection, message, envelope, receivedAt, span).catch((err: unknown) => {
+    connection.log.error({ err }, 'ws.internal_error')
+  })
 }
 
 /** Answers a refused frame: error frame, metric and log line, in one place. */
@@ -119,8 +131,7 @@ async function runHandler (env: DispatchEnvironment, connection: Connection, mes
     if (authorize !== undefined && !envelope.type.startsWith('$') && !(await authorize(envelope.type, data, connection))) {
       throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to send this message')
     }
-    // The handler runs with the message span active: what it starts (publishes, queries) nests under it.
-    const result = await withSpan(span, () => message.handler(data, context))
+    const result = await message.handler(data, context)
     if (envelope.id !== undefined) {
       connection.sendReply(envelope.id, message.serializeReply?.(result))
     }

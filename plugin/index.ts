@@ -55,6 +55,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   const metrics = resolveMetrics(fastify, pluginOptions.metrics)
   const state = createState(options, broker, metrics, fastify.log)
   metrics.trackBufferedBytes(() => bufferedBytesByRoute(state))
+  metrics.trackBroker(broker)
 
   const drain = async (): Promise<void> => {
     state.accepting = false
@@ -133,6 +134,7 @@ export default plugin
 export { plugin as fastifyRealtime }
 
 export { DEFAULTS } from './defaults.js'
+export { traceLogFields, type TraceLogFields } from './telemetry/log-fields.js'
 export * as errors from './errors.js'
 export { extractToken, redactUrl } from './credentials.js'
 export { CloseCode, ErrorCode, RealtimeError, SUBPROTOCOL, type MessageId, type ProtocolErrorCode, type RealtimeErrorOptions } from './protocol.js'

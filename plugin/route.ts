@@ -9,6 +9,7 @@ import { numberOption } from './options.js'
 import { CloseCode, welcomeFrame } from './protocol.js'
 import { assertName, compileEvents, compileMessage, type CompiledRoute } from './route-table.js'
 import type { RealtimeState } from './state.js'
+import { finishUpgradeSpan } from './telemetry/tracing.js'
 import type { EventSchemas, MessageHandler, MessageSchemas, RealtimeRouteOptions } from './types.js'
 import { admitUpgrade, closeRefusedUpgrade, recordUpgradeRateLimited, releaseSlot, verifyUpgrade } from './upgrade-guards.js'
 
@@ -145,6 +146,7 @@ function openConnection (state: RealtimeState, route: CompiledRoute, socket: Web
     socket.close(CloseCode.INTERNAL_ERROR, 'internal error')
     return
   }
+  connection.upgradeSpan = finishUpgradeSpan(request, route.url, connection.id)
   // Listeners go on before anything async: frames that arrive first are not lost. They are
   // module-level functions, not closures: an idle connection should cost as little as possible.
   const connected = socket as ConnectedSocket

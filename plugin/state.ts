@@ -36,7 +36,9 @@ export interface RealtimeState {
 const MAX_TOPIC_LENGTH = 256
 
 export function createState (options: ResolvedOptions, broker: Broker, metrics: RealtimeMetrics, log: FastifyBaseLogger): RealtimeState {
-  const hub = new TopicHub(broker, log)
+  const hub = new TopicHub(broker, log, (entry) => {
+    if (entry.publishedAt !== undefined) metrics.brokerDelivered(broker.name, Math.max(0, Date.now() - entry.publishedAt) / 1000)
+  })
   const publish = async (route: CompiledRoute, topic: string, event: string, data: unknown): Promise<TopicPosition> => {
     const compiled = route.events.get(event)
     if (compiled === undefined) throw new FRT_ERR_UNKNOWN_EVENT(event, route.url)
@@ -45,7 +47,7 @@ export function createState (options: ResolvedOptions, broker: Broker, metrics: 
     }
     const span = startPublishSpan(topic, event)
     // Serialized once here; every node and socket passes on these same bytes.
-    const message = { event, data: compiled.serialize(data), traceparent: traceparentOf(span) }
+    const message = { event, data: compiled.serialize(data), traceparent: traceparentOf(span), publishedAt: Date.now() }
     try {
       const position = await broker.publish(topic, message)
       metrics.brokerPublished(broker.name, 'ok')

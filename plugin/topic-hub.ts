@@ -37,10 +37,13 @@ export class TopicHub {
   readonly #broker: Broker
   readonly #log: FastifyBaseLogger
   readonly #topics = new Map<string, LocalTopic>()
+  readonly #delivered: (entry: TopicEntry) => void
 
-  constructor (broker: Broker, log: FastifyBaseLogger) {
+  /** `delivered` hears of every live entry that reaches this node, once per entry. */
+  constructor (broker: Broker, log: FastifyBaseLogger, delivered: (entry: TopicEntry) => void = () => {}) {
     this.#broker = broker
     this.#log = log
+    this.#delivered = delivered
   }
 
   /**
@@ -139,6 +142,7 @@ export class TopicHub {
   }
 
   #deliver (local: LocalTopic, entry: TopicEntry): void {
+    this.#delivered(entry)
     if (local.members.size === 0) return
     // One span per entry and node, joined to the publisher's trace; none when it was not traced.
     const span = entry.traceparent === undefined ? undefined : startDeliverySpan(entry.topic, entry.event, entry.traceparent)

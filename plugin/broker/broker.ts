@@ -12,6 +12,8 @@ export interface BrokerMessage {
   data: string
   /** W3C trace context of the publisher, so a delivery elsewhere joins its trace. */
   traceparent?: string
+  /** When it was published (epoch ms), for the delivery latency metric. */
+  publishedAt?: number
 }
 
 /** A message as stored in a topic's history, with the offset the broker gave it. */
@@ -41,6 +43,8 @@ export type TopicListener = (entry: TopicEntry) => void
 export interface Broker {
   /** Short lowercase name, used as a metric label. */
   readonly name: string
+  /** Whether the backend is reachable now, as the `ws_broker_up` gauge reports it. */
+  readonly healthy: boolean
   /** Appends to the topic's history and delivers to every node's listeners. */
   publish: (topic: string, message: BrokerMessage) => Promise<TopicPosition>
   /** Starts delivering the topic's new entries to `listener`. */

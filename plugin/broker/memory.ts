@@ -143,6 +143,10 @@ export class MemoryBroker implements Broker {
     return `${this.#lastMs}-${this.#seq}`
   }
 
+  get healthy (): boolean {
+    return !this.#closed
+  }
+
   #assertOpen (): void {
     if (this.#closed) throw new BrokerUnavailableError('memory broker is closed')
   }

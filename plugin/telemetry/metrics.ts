@@ -15,6 +15,7 @@ export interface MetricsOptions {
 export type RejectionReason = 'draining' | 'capacity' | 'subprotocol' | 'origin' | 'unauthorized' | 'rate_limited'
 
 const MESSAGE_SECONDS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+const DELIVERY_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
 const CONNECTION_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 14400, 86400]
 
 /**
@@ -42,6 +43,13 @@ interface Instruments {
   slowConsumerCloses: Counter<'route'>
   bufferedBytes: Gauge<'route'>
   brokerPublish: Counter<'broker' | 'outcome'>
+  brokerDelivery: Histogram<'broker'>
+}
+
+/** What the broker health gauge reads when Prometheus scrapes. */
+export interface BrokerHealth {
+  readonly name: string
+  readonly healthy: boolean
 }
 
 /** Counters bound to one route; label children are cached so a message costs no label lookup. */
@@ -62,6 +70,10 @@ export interface RealtimeMetrics {
   readonly registry: Registry | undefined
   forRoute: (route: string) => RouteMetrics
   brokerPublished: (broker: string, outcome: 'ok' | 'error') => void
+  /** Time from a publish, on any node, to its delivery on this one. */
+  brokerDelivered: (broker: string, seconds: number) => void
+  /** Reports the broker's health as `ws_broker_up`, read when Prometheus scrapes. */
+  trackBroker: (broker: BrokerHealth) => void
   /** Reports outgoing buffered bytes per route, read when Prometheus scrapes. */
   trackBufferedBytes: (read: () => Map<string, number>) => void
 }
@@ -82,6 +94,8 @@ export const NOOP_METRICS: RealtimeMetrics = {
   registry: undefined,
   forRoute: () => NOOP_ROUTE,
   brokerPublished: noop,
+  brokerDelivered: noop,
+  trackBroker: noop,
   trackBufferedBytes: noop
 }
 
@@ -122,6 +136,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     metric(name, () => new client.Histogram({ name, help, labelNames, buckets, registers }))
 
   let readBuffered: (() => Map<string, number>) | undefined
+  let trackedBroker: BrokerHealth | undefined
   const instruments: Instruments = {
     connectionsActive: metric('ws_connections_active', () => new client.Gauge({ name: 'ws_connections_active', help: 'Open WebSocket connections', labelNames: ['route'], registers })),
     connectionsTotal: counter('ws_connections_total', 'WebSocket connections opened', ['route']),
@@ -145,13 +160,25 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
         for (const [route, bytes] of readBuffered()) this.set({ route }, bytes)
       }
     })),
-    brokerPublish: counter('ws_broker_publish_total', 'Publishes handed to the broker, by outcome', ['broker', 'outcome'])
+    brokerPublish: counter('ws_broker_publish_total', 'Publishes handed to the broker, by outcome', ['broker', 'outcome']),
+    brokerDelivery: histogram('ws_broker_delivery_seconds', 'Time from a publish on any node to its delivery on this one', ['broker'], DELIVERY_SECONDS)
   }
+  metric('ws_broker_up', () => new client.Gauge({
+    name: 'ws_broker_up',
+    help: 'Whether the broker is reachable (1) or not (0)',
+    labelNames: ['broker'],
+    registers,
+    collect () {
+      if (trackedBroker !== undefined) this.set({ broker: trackedBroker.name }, trackedBroker.healthy ? 1 : 0)
+    }
+  }))
 
   return {
     registry,
     forRoute: (route) => routeMetrics(instruments, route),
     brokerPublished: (broker, outcome) => instruments.brokerPublish.inc({ broker, outcome }),
+    brokerDelivered: (broker, seconds) => instruments.brokerDelivery.observe({ broker }, seconds),
+    trackBroker: (broker) => { trackedBroker = broker },
     trackBufferedBytes: (read) => { readBuffered = read }
   }
 }

@@ -42,9 +42,26 @@ export function traceparentOf (span: Span): string | undefined {
   return `00-${traceId}-${spanId}-${(traceFlags & TraceFlags.SAMPLED) === 1 ? '01' : '00'}`
 }
 
-/** The span active when a connection opened (the upgrade's HTTP span), to link messages to. */
-export function activeSpanContext (): SpanContext | undefined {
-  return trace.getSpanContext(context.active())
+/** What `@fastify/otel` decorates requests with, read by shape: the plugin needs only the API. */
+interface InstrumentedRequest {
+  opentelemetry?: () => { span?: Span | null }
+}
+
+/**
+ * Ends the upgrade's HTTP span at the 101 and returns the context messages link to.
+ * `@fastify/websocket` hijacks the reply, so the hooks that would end the span never run, and
+ * a span left open is never exported. Without `@fastify/otel`, the active span is linked to
+ * but left alone: whoever started it ends it.
+ */
+export function finishUpgradeSpan (request: object, route: string, connectionId: string): SpanContext | undefined {
+  const instrumentation = (request as InstrumentedRequest).opentelemetry
+  const span = typeof instrumentation === 'function' ? instrumentation.call(request).span : undefined
+  if (span == null) return trace.getSpanContext(context.active())
+  if (span.isRecording()) {
+    span.setAttributes({ 'http.response.status_code': 101, [SpanAttribute.ROUTE]: route, [SpanAttribute.CONNECTION_ID]: connectionId })
+  }
+  span.end()
+  return span.spanContext()
 }
 
 export interface MessageSpanFields {
@@ -85,12 +102,16 @@ export function endSpanWithError (span: Span, code: string): void {
   span.end()
 }
 
-/** Runs `fn` with `span` as the active span, so work it starts (publishes, queries) nests under it. */
-export function withSpan<T> (span: Span, fn: () => T): T {
+/**
+ * Runs `fn(...args)` with `span` as the active span, so what it logs carries the span's ids and
+ * what it starts (publishes, queries) nests under it. Arguments rather than a closure: this
+ * runs once per message.
+ */
+export function withSpan<A extends unknown[], T> (span: Span, fn: (...args: A) => T, ...args: A): T {
   // A span with no valid context (no SDK) has nothing to propagate; a sampled-out one does, so
   // that its children are sampled out too.
-  if (!trace.isSpanContextValid(span.spanContext())) return fn()
-  return context.with(trace.setSpan(context.active(), span), fn)
+  if (!trace.isSpanContextValid(span.spanContext())) return fn(...args)
+  return context.with(trace.setSpan(context.active(), span), fn, undefined, ...args)
 }
 
 /** `publish {event}`: a PRODUCER span under whatever is active (a handler's message span). */
