@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMetrics from 'fastify-metrics'
-import realtime, { redactUrl } from '../plugin/index.js'
+import realtime from '../plugin/index.js'
 import { jwtAuthenticator } from './authenticate.js'
 import { declareChatRoute } from './chat-route.js'
 import type { AppConfig } from './config.js'
+import { loggerOptions, type LogStream } from './logger.js'
 
 const publicDir = new URL('./public/', import.meta.url)
 
@@ -12,19 +13,11 @@ const publicDir = new URL('./public/', import.meta.url)
  * Builds the example app; `server.ts` listens, tests build it on port 0 (and may pass the stream
  * logs go to, stdout otherwise).
  */
-export async function buildApp (config: AppConfig, logStream?: { write: (line: string) => void }): Promise<FastifyInstance> {
+export async function buildApp (config: AppConfig, logStream?: LogStream): Promise<FastifyInstance> {
   const app = Fastify({
     // A hop count is documented by Fastify but missing from its types.
     trustProxy: config.trustProxy as boolean | string,
-    logger: {
-      level: config.logLevel,
-      stream: logStream,
-      // Tokens may ride in `?token=` (browsers cannot set headers on a WebSocket).
-      serializers: {
-        req: (request) => ({ method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip })
-      },
-      redact: ['req.headers.authorization']
-    }
+    logger: loggerOptions(config, logStream)
   })
   // Registered first, so the plugin's ws_* metrics join its registry and its /metrics.
   await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })

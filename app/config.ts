@@ -16,7 +16,16 @@ export interface AppConfig {
   messagesPerSecond: number | undefined
   allowedOrigins: string[] | undefined
   drainMs: number | undefined
+  /** Names the service in traces (`OTEL_SERVICE_NAME`) and the `service` label of logs in Loki. */
+  serviceName: string
+  /** The `env` label of logs in Loki. */
+  environment: string
+  /** Loki's base URL; when set, logs are also pushed there. */
+  lokiUrl: string | undefined
 }
+
+/** Shared with `otel.ts`, so that a trace and its log lines name the same service. */
+export const DEFAULT_SERVICE_NAME = 'fastify-realtime-example'
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
@@ -45,7 +54,10 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     upgradeRateLimit: integer(env, 'WS_UPGRADE_RATE_LIMIT', 0),
     messagesPerSecond: integer(env, 'WS_MESSAGES_PER_SECOND', 0),
     allowedOrigins: origins(env.WS_ALLOWED_ORIGINS),
-    drainMs: integer(env, 'WS_DRAIN_MS', 0)
+    drainMs: integer(env, 'WS_DRAIN_MS', 0),
+    serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME,
+    environment: nonEmpty(env.DEPLOYMENT_ENV) ?? 'development',
+    lokiUrl: httpUrl(env, 'LOKI_URL')
   }
 }
 
@@ -75,5 +87,18 @@ function trustProxy (raw: string | undefined): boolean | number | string {
   if (raw === undefined || raw === '' || raw === 'false') return false
   if (raw === 'true') return true
   if (/^\d+$/.test(raw)) return Number(raw)
+  return raw
+}
+
+function nonEmpty (raw: string | undefined): string | undefined {
+  return raw === undefined || raw.trim() === '' ? undefined : raw.trim()
+}
+
+function httpUrl (env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = nonEmpty(env[name])
+  if (raw === undefined) return undefined
+  if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`)
+  }
   return raw
 }

@@ -1,5 +1,6 @@
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { shutdownTelemetry } from './otel.js'
 
 let config
 try {
@@ -18,7 +19,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     app.log.info({ signal }, 'shutting down')
     // Drain first: while connections close with 1012, readiness and new upgrades get 503 with
     // Retry-After from the plugin rather than Fastify's bare closing response.
-    app.realtime.drain().then(async () => await app.close()).then(() => process.exit(0), (err: unknown) => {
+    app.realtime.drain().then(async () => await app.close()).then(shutdownTelemetry).then(() => process.exit(0), (err: unknown) => {
       app.log.error({ err }, 'shutdown failed')
       process.exit(1)
     })

@@ -4,8 +4,13 @@ import { once } from 'node:events'
 import { test } from 'node:test'
 import { buildApp } from '../app/app.js'
 import { ConfigError, loadConfig } from '../app/config.js'
+import { startAppProcess } from './helpers/app-process.js'
 import { TestClient, upgradeStatus } from './helpers/client.js'
 import { listen, logCollector } from './helpers/server.js'
+
+function pick<T extends object, K extends keyof T> (from: T, ...keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>
+}
 
 async function startApp (t: Parameters<typeof listen>[0], env: NodeJS.ProcessEnv = {}) {
   return await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', ...env })))
@@ -23,7 +28,22 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     allowedOrigins: undefined,
     drainMs: undefined
   }
-  assert.deepEqual(loadConfig({}), { port: 3000, host: '0.0.0.0', logLevel: 'info', trustProxy: false, authSecret: undefined, ...unset })
+  assert.deepEqual(loadConfig({}), {
+    port: 3000,
+    host: '0.0.0.0',
+    logLevel: 'info',
+    trustProxy: false,
+    authSecret: undefined,
+    serviceName: 'fastify-realtime-example',
+    environment: 'development',
+    lokiUrl: undefined,
+    ...unset
+  })
+  assert.deepEqual(
+    pick(loadConfig({ OTEL_SERVICE_NAME: 'chat', DEPLOYMENT_ENV: 'production', LOKI_URL: 'http://loki:3100' }), 'serviceName', 'environment', 'lokiUrl'),
+    { serviceName: 'chat', environment: 'production', lokiUrl: 'http://loki:3100' }
+  )
+  assert.throws(() => loadConfig({ LOKI_URL: 'loki:3100' }), /LOKI_URL must be an http\(s\) URL/)
   const config = loadConfig({
     PORT: '8080',
     HOST: '127.0.0.1',
@@ -54,7 +74,10 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     upgradeRateLimit: 120,
     messagesPerSecond: 5,
     allowedOrigins: ['https://a.example', 'http://localhost:3000'],
-    drainMs: 2000
+    drainMs: 2000,
+    serviceName: 'fastify-realtime-example',
+    environment: 'development',
+    lokiUrl: undefined
   })
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
@@ -108,23 +131,7 @@ test('example app: health, demo page, echo and say to a room on /ws', async (t) 
 })
 
 test('npm start: the app listens on PORT, serves, and on SIGTERM drains with 1012 and exits 0', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'app/server.ts'], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', WS_DRAIN_MS: '300' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  t.after(() => child.kill('SIGKILL'))
-  let output = ''
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`app did not start: ${output}`)), 20_000)
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(output)
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer)
-        resolve(match[1])
-      }
-    })
-  })
+  const { child, url } = await startAppProcess(t, { LOG_LEVEL: 'info', WS_DRAIN_MS: '300' })
   assert.equal((await fetch(`${url}/health/ready`)).status, 200)
   const client = await TestClient.connect(t, `${url.replace('http', 'ws')}/ws`)
   child.kill('SIGTERM')
@@ -194,4 +201,46 @@ test('example app: WS_* variables reach the plugin, /metrics serves ws_* beside 
   assert.match(metrics, /^process_cpu_seconds_total /m, 'process metrics')
   assert.match(metrics, /^http_request_duration_seconds_count\{.*route="\/health\/ready".*\} \d+$/m, 'HTTP route metrics')
   assert.doesNotMatch(metrics, /http_request_duration_seconds_count\{[^}]*route="\/ws"/, 'upgrades do not pollute HTTP latency')
+})
+
+test('example app: /metrics after real traffic shows every ws_* metric, with error, rate-limit and close-code series', async (t) => {
+  const server = await startApp(t, { WS_MESSAGES_PER_SECOND: '3' })
+  const alice = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  await alice.request('$subscribe', { topic: 'room:metrics' })
+  await alice.request('say', { room: 'metrics', text: 'counted' })
+  await alice.next((frame) => frame.type === 'message')
+  assert.equal((await alice.request('echo', { text: 5 })).error.code, 'VALIDATION_FAILED')
+  // The budget of 3 per second is spent: the next message is refused.
+  assert.equal((await alice.request('echo', { text: 'one too many' })).error.code, 'RATE_LIMITED')
+  const bob = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  bob.socket.close(4321, 'client choice')
+  await bob.closed
+  await new Promise((resolve) => setTimeout(resolve, 50))
+
+  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text()
+  const series = (pattern: string): number => {
+    const match = new RegExp(`^${pattern} (\\S+)$`, 'm').exec(metrics)
+    assert.ok(match !== null, `no series ${pattern} in\n${metrics.split('\n').filter((line) => line.startsWith('ws_')).join('\n')}`)
+    return Number(match[1])
+  }
+  assert.equal(series('ws_connections_active\\{route="/ws"\\}'), 1)
+  assert.equal(series('ws_connections_total\\{route="/ws"\\}'), 2)
+  assert.equal(series('ws_disconnections_total\\{route="/ws",code="4xxx"\\}'), 1, 'a code the client chose is folded into its range')
+  assert.equal(series('ws_connection_duration_seconds_count\\{route="/ws"\\}'), 1)
+  assert.equal(series('ws_messages_received_total\\{route="/ws",type="echo"\\}'), 2)
+  assert.equal(series('ws_messages_received_total\\{route="/ws",type="say"\\}'), 1)
+  assert.equal(series('ws_messages_sent_total\\{route="/ws",type="message"\\}'), 1)
+  assert.equal(series('ws_messages_sent_total\\{route="/ws",type="\\$error"\\}'), 2)
+  assert.ok(series('ws_message_bytes_total\\{route="/ws",direction="in"\\}') > 0)
+  assert.ok(series('ws_message_bytes_total\\{route="/ws",direction="out"\\}') > 0)
+  assert.equal(series('ws_message_duration_seconds_count\\{route="/ws",type="say",outcome="ok"\\}'), 1)
+  assert.equal(series('ws_message_errors_total\\{route="/ws",type="echo",code="VALIDATION_FAILED"\\}'), 1)
+  assert.equal(series('ws_message_errors_total\\{route="/ws",type="echo",code="RATE_LIMITED"\\}'), 1)
+  assert.equal(series('ws_rate_limited_total\\{route="/ws",scope="message"\\}'), 1)
+  assert.equal(series('ws_slow_consumer_closes_total\\{route="/ws"\\}'), 0)
+  assert.equal(series('ws_buffered_bytes\\{route="/ws"\\}'), 0)
+  assert.equal(series('ws_broker_publish_total\\{broker="memory",outcome="ok"\\}'), 1)
+  assert.equal(series('ws_broker_delivery_seconds_count\\{broker="memory"\\}'), 1)
+  assert.equal(series('ws_broker_up\\{broker="memory"\\}'), 1)
+  assert.doesNotMatch(metrics, /connectionId|connection_id/, 'no ids as labels')
 })

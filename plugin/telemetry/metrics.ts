@@ -198,6 +198,9 @@ function routeMetrics (m: Instruments, route: string): RouteMetrics {
   const opened = m.connectionsTotal.labels(route)
   const duration = m.connectionDuration.labels(route)
   const slow = m.slowConsumerCloses.labels(route)
+  // Series that exist from the start read 0 rather than nothing: rates and alerts need no `or`.
+  slow.inc(0)
+  for (const scope of ['message', 'upgrade']) m.rateLimited.labels(route, scope).inc(0)
   const received = new Map<string, number>()
   const sent = new Map<string, number>()
   let bytesIn = 0

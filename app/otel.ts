@@ -1,0 +1,43 @@
+import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { NodeSDK } from '@opentelemetry/sdk-node'
+import { DEFAULT_SERVICE_NAME } from './config.js'
+
+/*
+ * Tracing for the example app, loaded with `--import` before anything else: @fastify/otel
+ * instruments every Fastify instance created after it starts. Off unless an OTLP endpoint is
+ * configured, so `npm start` needs no collector. The SDK reads the standard variables itself:
+ * OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf unless set),
+ * OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, OTEL_SDK_DISABLED.
+ */
+
+const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT
+const enabled = endpoint !== undefined && endpoint !== ''
+
+const sdk = enabled
+  ? new NodeSDK({
+    // Set only when the environment does not name the service: OTEL_SERVICE_NAME wins.
+    serviceName: process.env.OTEL_SERVICE_NAME === undefined || process.env.OTEL_SERVICE_NAME === '' ? DEFAULT_SERVICE_NAME : undefined,
+    instrumentations: [
+      new FastifyOtelInstrumentation({
+        registerOnInitialization: true,
+        requestHook: (span, request) => {
+          const path = request.url.split('?')[0] as string
+          // Named as HTTP semantic conventions name server spans, `GET /ws`, rather than `request`.
+          span.updateName(`${request.method} ${request.routeOptions.url ?? path}`)
+          // The query stays out of traces: a browser's WebSocket token rides in `?token=`.
+          span.setAttribute('url.path', path)
+        }
+      })
+    ],
+    // Metrics go to Prometheus through /metrics and logs to Loki: only traces leave over OTLP.
+    metricReaders: [],
+    logRecordProcessors: []
+  })
+  : undefined
+
+sdk?.start()
+
+/** Exports the spans still buffered; call it before the process exits. */
+export async function shutdownTelemetry (): Promise<void> {
+  await sdk?.shutdown()
+}
