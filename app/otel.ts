@@ -13,6 +13,12 @@ import { DEFAULT_SERVICE_NAME } from './config.js'
 const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT
 const enabled = endpoint !== undefined && endpoint !== ''
 
+// Metrics go to Prometheus through /metrics and logs to Loki: only traces leave over OTLP,
+// unless these variables say otherwise. With no meter provider, the SDK's own span counters
+// cost nothing per span.
+process.env.OTEL_METRICS_EXPORTER ??= 'none'
+process.env.OTEL_LOGS_EXPORTER ??= 'none'
+
 const sdk = enabled
   ? new NodeSDK({
     // Set only when the environment does not name the service: OTEL_SERVICE_NAME wins.
@@ -28,10 +34,7 @@ const sdk = enabled
           span.setAttribute('url.path', path)
         }
       })
-    ],
-    // Metrics go to Prometheus through /metrics and logs to Loki: only traces leave over OTLP.
-    metricReaders: [],
-    logRecordProcessors: []
+    ]
   })
   : undefined
 

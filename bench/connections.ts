@@ -5,19 +5,15 @@
  * BENCH_RUNS runs with min–max, runs interleaved. Both servers get the same clients, each with
  * its own signed token in `Authorization` (the bare server ignores it).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ConnectPlan } from './connect-load.js'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
+import { LOAD_CORE, RUNS, ask, median, pinned, spread, startServer } from './harness.js'
 import type { ServerKind } from './servers.js'
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10_000)
 const CONCURRENCY = 100
-const SERVER_CORE = '0'
-const LOAD_CORE = availableParallelism() >= 2 ? '1' : '0'
 
 interface Sample {
   connectionsPerSecond: number
@@ -25,24 +21,10 @@ interface Sample {
   heapPerConnection: number
 }
 
-function pinned (core: string, args: string[]): ChildProcess {
-  // 10,000 sockets need as many descriptors on each side.
-  return spawn('sh', ['-c', `ulimit -n 65536 2>/dev/null; exec taskset -c ${core} "$0" --expose-gc --import tsx "$@"`, process.execPath, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc']
-  })
-}
-
-async function ask<T> (child: ChildProcess, message: string): Promise<T> {
-  child.send(message)
-  const [answer] = await once(child, 'message') as [T]
-  return answer
-}
-
 async function measure (kind: ServerKind): Promise<Sample> {
-  const server = pinned(SERVER_CORE, ['bench/servers.ts', kind])
-  const [portText] = await once(server.stdout!, 'data') as [Buffer]
+  const { server, port } = await startServer(kind)
   const plan: ConnectPlan = {
-    port: Number(portText.toString().trim()),
+    port,
     connections: CONNECTIONS,
     concurrency: CONCURRENCY,
     authSecret: BENCH_AUTH_SECRET
@@ -71,15 +53,6 @@ async function measure (kind: ServerKind): Promise<Sample> {
   }
 }
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
-const spread = (values: number[], scale: number, digits: number): string =>
-  `${(median(values) / scale).toFixed(digits)} (${(Math.min(...values) / scale).toFixed(digits)}–${(Math.max(...values) / scale).toFixed(digits)})`
-
 const KINDS = (process.env.BENCH_KINDS?.split(',') ?? ['bare', 'guarded', 'protected']) as ServerKind[]
 const LABELS: Partial<Record<ServerKind, string>> = {
   bare: 'bare @fastify/websocket',
@@ -96,7 +69,7 @@ console.log('| server | connections/s | RSS KB per idle connection | heap KB per
 console.log('| --- | ---: | ---: | ---: |')
 for (const kind of KINDS) {
   const list = samples.get(kind)!
-  console.log(`| ${LABELS[kind] ?? kind} | ${spread(list.map((s) => s.connectionsPerSecond), 1, 0)} | ${spread(list.map((s) => s.rssPerConnection), 1024, 1)} | ${spread(list.map((s) => s.heapPerConnection), 1024, 1)} |`)
+  console.log(`| ${LABELS[kind] ?? kind} | ${spread(list.map((s) => s.connectionsPerSecond), 0)} | ${spread(list.map((s) => s.rssPerConnection), 1, 1024)} | ${spread(list.map((s) => s.heapPerConnection), 1, 1024)} |`)
 }
 const bare = samples.get('bare')!
 const ratio = (kind: ServerKind, pick: (sample: Sample) => number): number =>

@@ -9,9 +9,11 @@ import { Compile } from 'typebox/compile'
 import { buildApp } from '../app/app.js'
 import realtime from '../plugin/index.js'
 import { loadConfig } from '../app/config.js'
+import { declareChatRoute } from '../app/chat-route.js'
+import fastifyMetrics from 'fastify-metrics'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
 
-export type ServerKind = 'plugin' | 'protected' | 'guarded' | 'minimal' | 'bare' | 'handwritten'
+export type ServerKind = 'plugin' | 'protected' | 'guarded' | 'minimal' | 'bare' | 'handwritten' | 'metrics-on' | 'metrics-off'
 
 /** The example app itself, with the message budget raised so that it never limits the load. */
 async function pluginServer (): Promise<FastifyInstance> {
@@ -80,7 +82,22 @@ async function minimalServer (): Promise<FastifyInstance> {
   return app
 }
 
+/**
+ * The example app's route without the app's logger, with or without fastify-metrics and the
+ * plugin's ws_* metrics: what metrics cost per message. Started with `--import ./app/otel.ts`,
+ * it also measures tracing.
+ */
+async function chatServer (withMetrics: boolean): Promise<FastifyInstance> {
+  const app = Fastify()
+  if (withMetrics) await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
+  await app.register(realtime, { metrics: withMetrics ? undefined : false, messagesPerSecond: 100_000_000 })
+  declareChatRoute(app)
+  return app
+}
+
 const builders: Record<ServerKind, () => Promise<FastifyInstance>> = {
+  'metrics-on': async () => await chatServer(true),
+  'metrics-off': async () => await chatServer(false),
   minimal: minimalServer,
   plugin: pluginServer,
   protected: protectedServer,

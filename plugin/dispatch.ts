@@ -85,9 +85,7 @@ function handleMessage (
     refuse(connection, id, type, ErrorCode.VALIDATION_FAILED, 'data failed validation', 'ws.validation_failed', { details }, span)
     return
   }
-  runHandler(env, connection, message, envelope, receivedAt, span).catch((err: unknown) => {
-    connection.log.error({ err }, 'ws.internal_error')
-  })
+  runHandler(env, connection, message, envelope, receivedAt, span)
 }
 
 /** Answers a refused frame: error frame, metric and log line, in one place. */
@@ -121,25 +119,79 @@ function withinBudget (connection: Connection, id: MessageId | undefined, type: 
   return false
 }
 
-async function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number, span: Span): Promise<void> {
-  const data = message.validator === undefined ? undefined : envelope.data
-  const context = new HandlerContext(env, connection, envelope)
-  let outcome = 'ok'
+/**
+ * Authorization, handler, reply. A synchronous handler is answered in the same tick without a
+ * promise: most are, and with an OpenTelemetry context manager every promise costs a hook.
+ */
+function runHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number, span: Span): void {
   connection.handlerStarted()
+  const authorize = connection.compiledRoute.authorizeMessage
+  if (authorize !== undefined && !envelope.type.startsWith('$')) {
+    authorizeThenInvoke(authorize, env, connection, message, envelope, startedAt, span).catch((err: unknown) => {
+      connection.log.error({ err }, 'ws.internal_error')
+    })
+    return
+  }
+  invokeHandler(env, connection, message, envelope, startedAt, span)
+}
+
+async function authorizeThenInvoke (
+  authorize: NonNullable<CompiledRoute['authorizeMessage']>,
+  env: DispatchEnvironment,
+  connection: Connection,
+  message: CompiledMessage,
+  envelope: Envelope,
+  startedAt: number,
+  span: Span
+): Promise<void> {
+  let allowed: boolean
   try {
-    const authorize = connection.compiledRoute.authorizeMessage
-    if (authorize !== undefined && !envelope.type.startsWith('$') && !(await authorize(envelope.type, data, connection))) {
-      throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to send this message')
-    }
-    const result = await message.handler(data, context)
-    if (envelope.id !== undefined) {
-      connection.sendReply(envelope.id, message.serializeReply?.(result))
-    }
+    allowed = await authorize(envelope.type, message.validator === undefined ? undefined : envelope.data, connection)
+  } catch (err) {
+    settle(connection, envelope, startedAt, span, answerHandlerError(connection, envelope, err))
+    return
+  }
+  if (!allowed) {
+    const refusal = new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to send this message')
+    settle(connection, envelope, startedAt, span, answerHandlerError(connection, envelope, refusal))
+    return
+  }
+  invokeHandler(env, connection, message, envelope, startedAt, span)
+}
+
+function invokeHandler (env: DispatchEnvironment, connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number, span: Span): void {
+  const data = message.validator === undefined ? undefined : envelope.data
+  let result: unknown
+  try {
+    result = message.handler(data, new HandlerContext(env, connection, envelope))
+  } catch (err) {
+    settle(connection, envelope, startedAt, span, answerHandlerError(connection, envelope, err))
+    return
+  }
+  if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+    Promise.resolve(result).then(
+      (value) => answer(connection, message, envelope, startedAt, span, value),
+      (err: unknown) => settle(connection, envelope, startedAt, span, answerHandlerError(connection, envelope, err))
+    ).catch((err: unknown) => connection.log.error({ err }, 'ws.internal_error'))
+    return
+  }
+  answer(connection, message, envelope, startedAt, span, result)
+}
+
+/** Sends the `$reply` (when the message had an id); a reply its schema cannot serialize is a handler error. */
+function answer (connection: Connection, message: CompiledMessage, envelope: Envelope, startedAt: number, span: Span, result: unknown): void {
+  let outcome = 'ok'
+  try {
+    if (envelope.id !== undefined) connection.sendReply(envelope.id, message.serializeReply?.(result))
   } catch (err) {
     outcome = answerHandlerError(connection, envelope, err)
-  } finally {
-    connection.handlerFinished()
   }
+  settle(connection, envelope, startedAt, span, outcome)
+}
+
+/** The end of every handled message: span, duration metric and debug line. */
+function settle (connection: Connection, envelope: Envelope, startedAt: number, span: Span, outcome: string): void {
+  connection.handlerFinished()
   if (outcome === 'ok') span.end()
   else endSpanWithError(span, outcome)
   const seconds = (performance.now() - startedAt) / 1000

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { CloseCode, DEFAULTS, ErrorCode } from '../plugin/index.js'
+import { loadConfig } from '../app/config.js'
 
 const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
 const readme = read('README.md')
@@ -64,7 +65,10 @@ test('the README environment table matches the plugin defaults it stands for', (
   assert.equal(rows.get('WS_MAX_BUFFERED_BYTES'), String(DEFAULTS.maxBufferedBytes))
   assert.equal(rows.get('WS_UPGRADE_RATE_LIMIT'), String(DEFAULTS.upgradeRateLimit))
   assert.equal(rows.get('WS_DRAIN_MS'), String(DEFAULTS.drainMs))
-  for (const name of ['TRUST_PROXY', 'AUTH_SECRET', 'WS_ALLOWED_ORIGINS']) assert.ok(rows.has(name), name)
+  for (const name of ['TRUST_PROXY', 'AUTH_SECRET', 'WS_ALLOWED_ORIGINS', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'LOKI_URL']) assert.ok(rows.has(name), name)
+  const defaults = loadConfig({})
+  assert.equal(rows.get('OTEL_SERVICE_NAME'), defaults.serviceName)
+  assert.equal(rows.get('DEPLOYMENT_ENV'), defaults.environment)
 })
 
 test('the protocol document lists every error code and close code the code knows', () => {
