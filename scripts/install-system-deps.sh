@@ -5,7 +5,9 @@
 set -eu
 
 # chromium: the demo page is tested in a real browser (playwright-core drives it).
-PACKAGES="chromium"
+# redis-server: the Redis broker's tests start their own, to kill and restart it.
+# haproxy, nginx: the load balancer configurations run for real in front of app nodes.
+PACKAGES="chromium redis-server haproxy nginx"
 
 missing=""
 for package in $PACKAGES; do

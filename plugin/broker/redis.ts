@@ -1,0 +1,346 @@
+import { randomBytes } from 'node:crypto'
+import { Redis, type RedisOptions } from 'ioredis'
+import { DEFAULTS } from '../defaults.js'
+import {
+  BrokerUnavailableError,
+  type Broker,
+  type BrokerMessage,
+  type TopicEntry,
+  type TopicHistory,
+  type TopicListener,
+  type TopicPosition
+} from './broker.js'
+import { compareOffsets, ZERO_OFFSET } from './offset.js'
+import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
+
+/** The few logger methods the broker uses; a pino or Fastify logger fits. */
+export interface BrokerLogger {
+  info: (fields: object, message: string) => void
+  warn: (fields: object, message: string) => void
+}
+
+export interface RedisBrokerOptions {
+  /** `redis://…` (or `rediss://…`); defaults to ioredis' own default, localhost:6379. */
+  url?: string
+  /** Passed to both ioredis clients, over the broker's defaults. */
+  redisOptions?: RedisOptions
+  /** Prepended to every key and channel, so several apps can share a Redis (default `frt:`). */
+  keyPrefix?: string
+  /** Entries each topic keeps for recovery, approximately: Redis trims whole blocks (default 1000). */
+  historySize?: number
+  /** A topic nobody published to for this long loses its history and gets a new epoch (default one day). */
+  topicTtlSeconds?: number
+  /** How long a command may take before Redis counts as unavailable (default 2000 ms). */
+  commandTimeoutMs?: number
+  log?: BrokerLogger
+}
+
+interface Notification {
+  id: string
+  previous: string
+  epoch: string
+  entry: TopicEntry
+}
+
+interface LocalTopic {
+  listeners: Set<TopicListener>
+  channel: string
+  /** The newest offset handed to the listeners: a notification whose `previous` differs shows a gap. */
+  last: string
+  epoch: string | undefined
+  /** Set while the gap after `last` is re-read from the stream; notifications wait in `held`. */
+  repairing: boolean
+  held: Notification[]
+}
+
+type HistoryReply = [string, string, string, number, Array<[string, string[]]>]
+
+const DEFAULT_TTL_SECONDS = 86_400
+const REPAIR_RETRY_MS = 500
+const SILENT: BrokerLogger = { info: () => {}, warn: () => {} }
+
+/**
+ * Topics in Redis, for many nodes. Each topic is a stream (its history, trimmed to about
+ * `historySize`) and a channel: a publish appends and notifies in one script, and each node
+ * subscribes to the channels of the topics its connections hold. A notification names the
+ * entry before it, so a node that missed one (its pub/sub link dropped, or Redis restarted)
+ * re-reads the gap from the stream before delivering anything newer. Redis is the durability
+ * boundary: what it loses, the epoch reports.
+ */
+export class RedisBroker implements Broker {
+  readonly name = 'redis'
+  readonly #commands: Redis
+  readonly #subscriber: Redis
+  readonly #prefix: string
+  readonly #historySize: number
+  readonly #ttlSeconds: number
+  readonly #log: BrokerLogger
+  readonly #topics = new Map<string, LocalTopic>()
+  readonly #topicsByChannel = new Map<string, string>()
+  #closed = false
+  #downSince: number | undefined
+
+  constructor (options: RedisBrokerOptions = {}) {
+    const historySize = options.historySize ?? DEFAULTS.historySize
+    if (!Number.isInteger(historySize) || historySize < 1) {
+      throw new TypeError(`historySize must be a positive integer, got ${historySize}`)
+    }
+    this.#historySize = historySize
+    this.#ttlSeconds = options.topicTtlSeconds ?? DEFAULT_TTL_SECONDS
+    this.#prefix = options.keyPrefix ?? 'frt:'
+    this.#log = options.log ?? SILENT
+    const redisOptions: RedisOptions = {
+      // Fail at once while disconnected: a publish answers UNAVAILABLE rather than waiting in a queue.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs ?? 2_000,
+      // Channels are subscribed again on `ready`, followed by a repair of each topic's gap.
+      autoResubscribe: false,
+      retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2_000),
+      ...options.redisOptions
+    }
+    this.#commands = options.url === undefined ? new Redis(redisOptions) : new Redis(options.url, redisOptions)
+    this.#subscriber = this.#commands.duplicate()
+    this.#commands.defineCommand('frtPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
+    this.#commands.defineCommand('frtPosition', { numberOfKeys: 2, lua: POSITION_SCRIPT })
+    this.#commands.defineCommand('frtHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT })
+    for (const client of [this.#commands, this.#subscriber]) {
+      // An unhandled 'error' event would end the process; a lost connection is logged once below.
+      client.on('error', () => {})
+      client.on('close', () => this.#lost())
+      client.on('ready', () => this.#ready())
+    }
+    this.#subscriber.on('message', (channel: string, payload: string) => this.#notified(channel, payload))
+  }
+
+  /** Both connections are up: commands answer and notifications arrive. */
+  get healthy (): boolean {
+    return !this.#closed && this.#commands.status === 'ready' && this.#subscriber.status === 'ready'
+  }
+
+  async publish (topic: string, message: BrokerMessage): Promise<TopicPosition> {
+    const [id, epoch] = await this.#run<[string, string]>('frtPublish', topic, [
+      this.#historySize,
+      this.#channel(topic),
+      message.event,
+      message.data,
+      message.traceparent ?? '',
+      message.publishedAt ?? ''
+    ])
+    return { offset: id, epoch }
+  }
+
+  async subscribe (topic: string, listener: TopicListener): Promise<void> {
+    this.#assertOpen()
+    const local = this.#topics.get(topic)
+    if (local !== undefined) {
+      local.listeners.add(listener)
+      return
+    }
+    const channel = this.#channel(topic)
+    const created: LocalTopic = { listeners: new Set([listener]), channel, last: ZERO_OFFSET, epoch: undefined, repairing: true, held: [] }
+    this.#topics.set(topic, created)
+    this.#topicsByChannel.set(channel, topic)
+    try {
+      // Subscribed first, then positioned: what is published in between waits in `held` and
+      // is sorted out by offset, so nothing falls between the two.
+      await this.#subscriber.subscribe(channel)
+      const position = await this.position(topic)
+      created.last = position.offset
+      created.epoch = position.epoch
+      this.#release(topic, created)
+    } catch (err) {
+      if (this.#topics.get(topic) === created) {
+        this.#topics.delete(topic)
+        this.#topicsByChannel.delete(channel)
+      }
+      throw unavailable(err)
+    }
+  }
+
+  async unsubscribe (topic: string, listener: TopicListener): Promise<void> {
+    const local = this.#topics.get(topic)
+    if (local === undefined || !local.listeners.delete(listener) || local.listeners.size > 0) return
+    this.#topics.delete(topic)
+    this.#topicsByChannel.delete(local.channel)
+    if (this.#subscriber.status === 'ready') await this.#subscriber.unsubscribe(local.channel).catch(() => {})
+  }
+
+  async position (topic: string): Promise<TopicPosition> {
+    const [offset, epoch] = await this.#run<[string, string]>('frtPosition', topic, [])
+    return { offset, epoch }
+  }
+
+  async history (topic: string, since: string): Promise<TopicHistory> {
+    const [latest, epoch, oldest, trimmed, rows] = await this.#run<HistoryReply>('frtHistory', topic, [since])
+    const position = { offset: latest, epoch }
+    if (compareOffsets(since, latest) > 0) return { entries: [], complete: false, position }
+    const entries = rows.map(([id, fields]) => entryOf(topic, id, fields))
+    // Trimming does not record which ids it removed: history is known complete only when
+    // nothing was trimmed or `since` is no older than the oldest entry still held.
+    const complete = Number(trimmed) === 0 || compareOffsets(since, oldest) >= 0
+    return { entries, complete, position }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#topics.clear()
+    this.#topicsByChannel.clear()
+    await Promise.all([this.#commands, this.#subscriber].map(async (client) => {
+      try {
+        await client.quit()
+      } catch {
+        client.disconnect()
+      }
+    }))
+  }
+
+  /** Runs one of the scripts on the topic's keys with a fresh candidate epoch. */
+  async #run<T> (command: 'frtPublish' | 'frtPosition' | 'frtHistory', topic: string, args: Array<string | number>): Promise<T> {
+    this.#assertOpen()
+    const keys = [`${this.#prefix}{${topic}}:stream`, `${this.#prefix}{${topic}}:meta`]
+    const epoch = randomBytes(6).toString('base64url')
+    const run = (this.#commands as unknown as Record<string, (...argv: Array<string | number>) => Promise<T>>)[command] as (...argv: Array<string | number>) => Promise<T>
+    try {
+      return await run.call(this.#commands, ...keys, epoch, this.#ttlSeconds, ...args)
+    } catch (err) {
+      throw unavailable(err)
+    }
+  }
+
+  #channel (topic: string): string {
+    return `${this.#prefix}{${topic}}:live`
+  }
+
+  #notified (channel: string, payload: string): void {
+    const topic = this.#topicsByChannel.get(channel)
+    const local = topic === undefined ? undefined : this.#topics.get(topic)
+    if (topic === undefined || local === undefined) return
+    const notification = parseNotification(topic, payload)
+    if (notification === undefined) return
+    if (local.repairing) {
+      local.held.push(notification)
+      return
+    }
+    this.#accept(topic, local, notification)
+  }
+
+  #accept (topic: string, local: LocalTopic, notification: Notification): void {
+    if (notification.epoch !== local.epoch) {
+      // Redis lost this topic's history: what it numbers now starts a new sequence.
+      local.epoch = notification.epoch
+      local.last = notification.previous
+    }
+    if (compareOffsets(notification.id, local.last) <= 0) return
+    if (notification.previous !== local.last) {
+      local.held.push(notification)
+      this.#repair(topic, local)
+      return
+    }
+    local.last = notification.id
+    for (const listener of local.listeners) listener(notification.entry)
+  }
+
+  /** Re-reads what followed `last` from the stream, then lets held notifications through. */
+  #repair (topic: string, local: LocalTopic): void {
+    if (local.repairing) return
+    local.repairing = true
+    const from = local.last
+    this.history(topic, from).then((history) => {
+      if (this.#topics.get(topic) !== local) return
+      if (history.position.epoch !== local.epoch) {
+        local.epoch = history.position.epoch
+      }
+      for (const entry of history.entries) {
+        if (compareOffsets(entry.offset, local.last) <= 0) continue
+        local.last = entry.offset
+        for (const listener of local.listeners) listener(entry)
+      }
+      if (history.entries.length > 0) this.#log.info({ topic, entries: history.entries.length, from }, 'broker.gap_repaired')
+      this.#release(topic, local)
+    }, () => {
+      // Notifications stay held until the gap is filled: try again shortly (and on reconnect).
+      setTimeout(() => {
+        if (this.#closed || this.#topics.get(topic) !== local) return
+        local.repairing = false
+        this.#repair(topic, local)
+      }, REPAIR_RETRY_MS).unref()
+    })
+  }
+
+  /** Ends a repair or a subscription's setup: held notifications go through in order. */
+  #release (topic: string, local: LocalTopic): void {
+    local.repairing = false
+    const held = local.held.sort((a, b) => compareOffsets(a.id, b.id))
+    local.held = []
+    for (const notification of held) {
+      if (local.repairing) local.held.push(notification)
+      else this.#accept(topic, local, notification)
+    }
+  }
+
+  #lost (): void {
+    if (this.#closed || this.#downSince !== undefined) return
+    this.#downSince = Date.now()
+    this.#log.warn({ broker: this.name }, 'broker.disconnected')
+  }
+
+  /** A connection is back: channels are subscribed again and every topic's gap is re-read. */
+  #ready (): void {
+    if (this.#closed || this.#commands.status !== 'ready' || this.#subscriber.status !== 'ready') return
+    if (this.#downSince !== undefined) {
+      this.#log.info({ broker: this.name, downMs: Date.now() - this.#downSince }, 'broker.reconnected')
+      this.#downSince = undefined
+    }
+    const channels = [...this.#topicsByChannel.keys()]
+    if (channels.length === 0) return
+    this.#subscriber.subscribe(...channels).then(() => {
+      for (const [topic, local] of this.#topics) {
+        local.repairing = false
+        this.#repair(topic, local)
+      }
+    }, () => {})
+  }
+
+  #assertOpen (): void {
+    if (this.#closed) throw new BrokerUnavailableError('redis broker is closed')
+  }
+}
+
+function unavailable (err: unknown): BrokerUnavailableError {
+  if (err instanceof BrokerUnavailableError) return err
+  return new BrokerUnavailableError(`redis: ${(err as Error).message}`, { cause: err })
+}
+
+function entryOf (topic: string, offset: string, fields: string[]): TopicEntry {
+  const values: Record<string, string> = {}
+  for (let i = 0; i + 1 < fields.length; i += 2) values[fields[i] as string] = fields[i + 1] as string
+  return message(topic, offset, values.e ?? '', values.d ?? 'null', values.t ?? '', values.p ?? '')
+}
+
+function message (topic: string, offset: string, event: string, data: string, traceparent: string, publishedAt: string): TopicEntry {
+  const entry: TopicEntry = { topic, offset, event, data }
+  if (traceparent !== '') entry.traceparent = traceparent
+  if (publishedAt !== '') entry.publishedAt = Number(publishedAt)
+  return entry
+}
+
+/** `id \n previous \n epoch \n event \n traceparent \n publishedAt \n data`: data last, as it may hold newlines. */
+function parseNotification (topic: string, payload: string): Notification | undefined {
+  const parts: string[] = []
+  let start = 0
+  for (let i = 0; i < 6; i++) {
+    const end = payload.indexOf('\n', start)
+    if (end < 0) return undefined
+    parts.push(payload.slice(start, end))
+    start = end + 1
+  }
+  const [id, previous, epoch, event, traceparent, publishedAt] = parts as [string, string, string, string, string, string]
+  return { id, previous, epoch, entry: message(topic, id, event, payload.slice(start), traceparent, publishedAt) }
+}
+
+/** Creates a broker for many nodes over one Redis. */
+export function createRedisBroker (options?: RedisBrokerOptions): RedisBroker {
+  return new RedisBroker(options)
+}
