@@ -1,6 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMetrics from 'fastify-metrics'
+import fastifyRateLimit from '@fastify/rate-limit'
+import { Redis } from 'ioredis'
+import { RedisBroker } from '../plugin/broker/redis.js'
 import realtime from '../plugin/index.js'
 import { jwtAuthenticator } from './authenticate.js'
 import { declareChatRoute } from './chat-route.js'
@@ -21,7 +24,9 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
   })
   // Registered first, so the plugin's ws_* metrics join its registry and its /metrics.
   await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
+  const broker = config.redisUrl === undefined ? undefined : await useRedis(app, config.redisUrl, config.upgradeRateLimit)
   await app.register(realtime, {
+    broker,
     maxPayload: config.maxPayload,
     heartbeatMs: config.heartbeatMs,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -40,4 +45,21 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
   app.get('/', async (_request, reply) => await reply.type('text/html; charset=utf-8').send(page))
   app.get('/demo.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(script))
   return app
+}
+
+/**
+ * With Redis, topics span nodes and the upgrade rate limit counts across them: the limiter is
+ * registered here with Redis as its store, and the plugin uses it rather than its own.
+ */
+async function useRedis (app: FastifyInstance, url: string, upgradeRateLimit: number | undefined): Promise<RedisBroker> {
+  const broker = new RedisBroker({ url, log: app.log.child({ component: 'broker' }) })
+  app.addHook('onClose', async () => await broker.close())
+  if (upgradeRateLimit !== undefined && upgradeRateLimit > 0) {
+    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1_000 })
+    redis.on('error', () => {})
+    app.addHook('onClose', async () => { redis.disconnect() })
+    // With Redis unreachable the limiter lets upgrades through rather than refusing everyone.
+    await app.register(fastifyRateLimit, { global: false, redis, skipOnError: true, nameSpace: 'frt-upgrades:' })
+  }
+  return broker
 }

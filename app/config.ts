@@ -22,6 +22,8 @@ export interface AppConfig {
   environment: string
   /** Loki's base URL; when set, logs are also pushed there. */
   lokiUrl: string | undefined
+  /** Redis for topics across nodes and cluster-wide upgrade limits; in-memory when unset. */
+  redisUrl: string | undefined
 }
 
 /** Shared with `otel.ts`, so that a trace and its log lines name the same service. */
@@ -57,7 +59,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     drainMs: integer(env, 'WS_DRAIN_MS', 0),
     serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME,
     environment: nonEmpty(env.DEPLOYMENT_ENV) ?? 'development',
-    lokiUrl: httpUrl(env, 'LOKI_URL')
+    lokiUrl: httpUrl(env, 'LOKI_URL'),
+    redisUrl: redisUrl(env.REDIS_URL)
   }
 }
 
@@ -101,4 +104,13 @@ function httpUrl (env: NodeJS.ProcessEnv, name: string): string | undefined {
     throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`)
   }
   return raw
+}
+
+function redisUrl (raw: string | undefined): string | undefined {
+  const value = nonEmpty(raw)
+  if (value === undefined) return undefined
+  if (!URL.canParse(value) || !/^rediss?:$/.test(new URL(value).protocol)) {
+    throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, got "${value}"`)
+  }
+  return value
 }

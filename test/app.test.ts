@@ -37,6 +37,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     serviceName: 'fastify-realtime-example',
     environment: 'development',
     lokiUrl: undefined,
+    redisUrl: undefined,
     ...unset
   })
   assert.deepEqual(
@@ -44,6 +45,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     { serviceName: 'chat', environment: 'production', lokiUrl: 'http://loki:3100' }
   )
   assert.throws(() => loadConfig({ LOKI_URL: 'loki:3100' }), /LOKI_URL must be an http\(s\) URL/)
+  assert.equal(loadConfig({ REDIS_URL: 'redis://redis:6379/0' }).redisUrl, 'redis://redis:6379/0')
+  assert.throws(() => loadConfig({ REDIS_URL: 'http://redis' }), /REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/)
   const config = loadConfig({
     PORT: '8080',
     HOST: '127.0.0.1',
@@ -77,7 +80,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     drainMs: 2000,
     serviceName: 'fastify-realtime-example',
     environment: 'development',
-    lokiUrl: undefined
+    lokiUrl: undefined,
+    redisUrl: undefined
   })
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')

@@ -99,7 +99,7 @@ test('RedisBroker: a killed pub/sub link loses nothing: the gap is re-read from 
   await publisherNode.publish('room', { event: 'e', data: '0' })
   await eventually(() => listener.entries.length === 1, 2_000, 'the first delivery')
 
-  assert.ok(Number(await admin.client('KILL', 'TYPE', 'pubsub')) >= 1)
+  assert.ok(Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')) >= 1)
   // Published while the node has no pub/sub link: only the stream holds these.
   for (let i = 1; i <= 20; i++) await publisherNode.publish('room', { event: 'e', data: String(i) })
   await eventually(() => listener.entries.length === 21, 5_000, 'all 21 entries')
