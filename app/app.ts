@@ -4,7 +4,7 @@ import fastifyMetrics from 'fastify-metrics'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import { RedisBroker } from '../plugin/broker/redis.js'
-import realtime from '../plugin/index.js'
+import realtime, { MemoryBroker } from '../plugin/index.js'
 import { jwtAuthenticator } from './authenticate.js'
 import { declareChatRoute } from './chat-route.js'
 import type { AppConfig } from './config.js'
@@ -24,7 +24,9 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
   })
   // Registered first, so the plugin's ws_* metrics join its registry and its /metrics.
   await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
-  const broker = config.redisUrl === undefined ? undefined : await useRedis(app, config.redisUrl, config.upgradeRateLimit)
+  const broker = config.redisUrl === undefined
+    ? new MemoryBroker({ historySize: config.historySize })
+    : await useRedis(app, config.redisUrl, config.historySize, config.upgradeRateLimit)
   await app.register(realtime, {
     broker,
     maxPayload: config.maxPayload,
@@ -38,6 +40,8 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
     drainMs: config.drainMs,
     authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret)
   })
+  // The plugin closes only a broker it made itself.
+  app.addHook('onClose', async () => await broker.close())
   declareChatRoute(app)
 
   const page = await readFile(new URL('index.html', publicDir))
@@ -51,9 +55,8 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
  * With Redis, topics span nodes and the upgrade rate limit counts across them: the limiter is
  * registered here with Redis as its store, and the plugin uses it rather than its own.
  */
-async function useRedis (app: FastifyInstance, url: string, upgradeRateLimit: number | undefined): Promise<RedisBroker> {
-  const broker = new RedisBroker({ url, log: app.log.child({ component: 'broker' }) })
-  app.addHook('onClose', async () => await broker.close())
+async function useRedis (app: FastifyInstance, url: string, historySize: number | undefined, upgradeRateLimit: number | undefined): Promise<RedisBroker> {
+  const broker = new RedisBroker({ url, historySize, log: app.log.child({ component: 'broker' }) })
   if (upgradeRateLimit !== undefined && upgradeRateLimit > 0) {
     const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1_000 })
     redis.on('error', () => {})

@@ -24,6 +24,8 @@ export interface AppConfig {
   lokiUrl: string | undefined
   /** Redis for topics across nodes and cluster-wide upgrade limits; in-memory when unset. */
   redisUrl: string | undefined
+  /** Entries each topic keeps for clients that resume. */
+  historySize: number | undefined
 }
 
 /** Shared with `otel.ts`, so that a trace and its log lines name the same service. */
@@ -60,7 +62,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME,
     environment: nonEmpty(env.DEPLOYMENT_ENV) ?? 'development',
     lokiUrl: httpUrl(env, 'LOKI_URL'),
-    redisUrl: redisUrl(env.REDIS_URL)
+    redisUrl: redisUrl(env.REDIS_URL),
+    historySize: integer(env, 'BROKER_HISTORY_SIZE', 1)
   }
 }
 

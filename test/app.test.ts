@@ -38,6 +38,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     environment: 'development',
     lokiUrl: undefined,
     redisUrl: undefined,
+    historySize: undefined,
     ...unset
   })
   assert.deepEqual(
@@ -46,6 +47,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
   )
   assert.throws(() => loadConfig({ LOKI_URL: 'loki:3100' }), /LOKI_URL must be an http\(s\) URL/)
   assert.equal(loadConfig({ REDIS_URL: 'redis://redis:6379/0' }).redisUrl, 'redis://redis:6379/0')
+  assert.equal(loadConfig({ BROKER_HISTORY_SIZE: '5000' }).historySize, 5000)
+  assert.throws(() => loadConfig({ BROKER_HISTORY_SIZE: '0' }), /BROKER_HISTORY_SIZE/)
   assert.throws(() => loadConfig({ REDIS_URL: 'http://redis' }), /REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/)
   const config = loadConfig({
     PORT: '8080',
@@ -81,7 +84,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     serviceName: 'fastify-realtime-example',
     environment: 'development',
     lokiUrl: undefined,
-    redisUrl: undefined
+    redisUrl: undefined,
+    historySize: undefined
   })
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
