@@ -13,7 +13,7 @@ import { declareChatRoute } from '../app/chat-route.js'
 import fastifyMetrics from 'fastify-metrics'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
 
-export type ServerKind = 'plugin' | 'protected' | 'guarded' | 'minimal' | 'bare' | 'handwritten' | 'metrics-on' | 'metrics-off'
+export type ServerKind = 'plugin' | 'protected' | 'guarded' | 'minimal' | 'bare' | 'handwritten' | 'metrics-on' | 'metrics-off' | 'chat'
 
 /** The example app itself, with the message budget raised so that it never limits the load. */
 async function pluginServer (): Promise<FastifyInstance> {
@@ -95,7 +95,13 @@ async function chatServer (withMetrics: boolean): Promise<FastifyInstance> {
   return app
 }
 
+/** The example app as configured by the environment (REDIS_URL for the Redis broker), budget raised. */
+async function chat (): Promise<FastifyInstance> {
+  return await buildApp(loadConfig({ ...process.env, LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000' }))
+}
+
 const builders: Record<ServerKind, () => Promise<FastifyInstance>> = {
+  chat,
   'metrics-on': async () => await chatServer(true),
   'metrics-off': async () => await chatServer(false),
   minimal: minimalServer,

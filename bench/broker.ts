@@ -1,0 +1,141 @@
+/*
+ * `npm run bench` (fourth part): delivery through the broker, in one run. Latency from a `say`
+ * sent on node A to its event on a subscriber of node B, through Redis, against the same
+ * delivery on one node with the in-memory broker and on one node through Redis; and
+ * acknowledged publishes per second, pipelined. Nodes share the server core; clients run here
+ * on the load core. Each figure is the median of BENCH_RUNS runs.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { WebSocket } from 'ws'
+import { LOAD_CORE, RUNS, median, spread, startServer } from './harness.js'
+
+const LATENCY_RATE = 500
+const LATENCY_MS = Number(process.env.BENCH_MEASURE_MS ?? 3_000)
+const THROUGHPUT_CONNECTIONS = 20
+const THROUGHPUT_INFLIGHT = 10
+
+// The clients below run in this process: keep it on the load core.
+spawn('taskset', ['-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' })
+
+async function freePort (): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  return port
+}
+
+async function startRedis (): Promise<{ url: string, stop: () => void }> {
+  const port = await freePort()
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let output = ''
+  await new Promise<void>((resolve, reject) => {
+    child.once('error', (err) => reject(new Error(`redis-server could not run (scripts/install-system-deps.sh installs it): ${err.message}`)))
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('Ready to accept connections')) resolve()
+    })
+  })
+  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') }
+}
+
+async function connect (port: number): Promise<WebSocket> {
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, ['realtime.v1'])
+  await once(socket, 'message')
+  return socket
+}
+
+interface Sample {
+  p50: number
+  p99: number
+  publishesPerSecond: number
+}
+
+async function measure (redisUrl: string | undefined, twoNodes: boolean): Promise<Sample> {
+  const env = redisUrl === undefined ? {} : { REDIS_URL: redisUrl }
+  const a = await startServer('chat', { env })
+  const b = twoNodes ? await startServer('chat', { env }) : a
+  try {
+    const room = `bench-${Math.random().toString(36).slice(2)}`
+    const subscriber = await connect(b.port)
+    subscriber.send(JSON.stringify({ type: '$subscribe', id: 's', data: { topic: `room:${room}` } }))
+    await once(subscriber, 'message')
+    const publisher = await connect(a.port)
+    const sentAt = new Map<string, number>()
+    const latencies: number[] = []
+    subscriber.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString())
+      const started = sentAt.get(frame.data?.text)
+      if (started !== undefined) latencies.push(performance.now() - started)
+    })
+    let n = 0
+    const timer = setInterval(() => {
+      const text = String(n++)
+      sentAt.set(text, performance.now())
+      publisher.send(JSON.stringify({ type: 'say', data: { room, text } }))
+    }, 1_000 / LATENCY_RATE)
+    await sleep(500)
+    latencies.length = 0
+    await sleep(LATENCY_MS)
+    clearInterval(timer)
+    await sleep(200)
+    latencies.sort((x, y) => x - y)
+    const p50 = latencies[Math.floor(latencies.length * 0.5)] ?? NaN
+    const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? NaN
+
+    // Throughput: acknowledged publishes, pipelined over several connections, nobody listening.
+    let acknowledged = 0
+    const publishers = await Promise.all(Array.from({ length: THROUGHPUT_CONNECTIONS }, async () => await connect(a.port)))
+    const say = JSON.stringify({ type: 'say', id: 1, data: { room: `${room}-load`, text: 'throughput' } })
+    let running = true
+    for (const socket of publishers) {
+      socket.on('message', () => {
+        acknowledged++
+        if (running) socket.send(say)
+      })
+      for (let i = 0; i < THROUGHPUT_INFLIGHT; i++) socket.send(say)
+    }
+    await sleep(500)
+    const startCount = acknowledged
+    const startedAt = performance.now()
+    await sleep(LATENCY_MS)
+    const publishesPerSecond = (acknowledged - startCount) / (performance.now() - startedAt) * 1000
+    running = false
+    for (const socket of [subscriber, publisher, ...publishers]) socket.terminate()
+    return { p50, p99, publishesPerSecond }
+  } finally {
+    for (const node of twoNodes ? [a, b] : [a]) {
+      node.server.disconnect()
+      await once(node.server, 'exit')
+    }
+  }
+}
+
+const redis = await startRedis()
+const variants = [
+  { label: 'one node, in-memory broker', redis: false, twoNodes: false },
+  { label: 'one node, Redis broker', redis: true, twoNodes: false },
+  { label: 'node A → node B through Redis', redis: true, twoNodes: true }
+]
+const samples = variants.map((): Sample[] => [])
+try {
+  for (let run = 0; run < RUNS; run++) {
+    for (const [index, variant] of variants.entries()) {
+      samples[index]!.push(await measure(variant.redis ? redis.url : undefined, variant.twoNodes))
+    }
+  }
+} finally {
+  redis.stop()
+}
+
+console.log(`\nbroker delivery: ${LATENCY_RATE} say/s from one client to a subscriber, then pipelined publishes (${THROUGHPUT_CONNECTIONS} connections × ${THROUGHPUT_INFLIGHT} in flight); ${RUNS} runs, median (min–max)`)
+console.log('| path | delivery p50 ms | delivery p99 ms | acknowledged publishes/s | publishes/s vs in-memory |')
+console.log('| --- | ---: | ---: | ---: | ---: |')
+const memoryRate = median(samples[0]!.map((s) => s.publishesPerSecond))
+for (const [index, variant] of variants.entries()) {
+  const list = samples[index]!
+  console.log(`| ${variant.label} | ${spread(list.map((s) => s.p50), 2)} | ${spread(list.map((s) => s.p99), 2)} | ${spread(list.map((s) => s.publishesPerSecond), 0)} | ${(median(list.map((s) => s.publishesPerSecond)) / memoryRate).toFixed(2)}× |`)
+}
