@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMetrics from 'fastify-metrics'
 import fastifyRateLimit from '@fastify/rate-limit'
@@ -44,10 +46,12 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
   app.addHook('onClose', async () => await broker.close())
   declareChatRoute(app)
 
+  const clientBundle = await bundleClient()
   const page = await readFile(new URL('index.html', publicDir))
   const script = await readFile(new URL('demo.js', publicDir))
   app.get('/', async (_request, reply) => await reply.type('text/html; charset=utf-8').send(page))
   app.get('/demo.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(script))
+  app.get('/realtime-client.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(clientBundle))
   return app
 }
 
@@ -65,4 +69,18 @@ async function useRedis (app: FastifyInstance, url: string, historySize: number 
     await app.register(fastifyRateLimit, { global: false, redis, skipOnError: true, nameSpace: 'frt-upgrades:' })
   }
   return broker
+}
+
+/** The browser client (`fastify-realtime/client`), bundled once at start for the demo page. */
+async function bundleClient (): Promise<string> {
+  const result = await build({
+    entryPoints: [fileURLToPath(new URL('../plugin/client/index.ts', import.meta.url))],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    minify: true,
+    write: false
+  })
+  return result.outputFiles[0]?.text ?? ''
 }

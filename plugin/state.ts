@@ -7,6 +7,7 @@ import { FRT_ERR_INVALID_TOPIC, FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { CompiledRoute } from './route-table.js'
 import type { RealtimeMetrics } from './telemetry/metrics.js'
+import { createPingCommand } from './ping-command.js'
 import { createTopicCommands } from './topic-commands.js'
 import { TopicHub } from './topic-hub.js'
 import type { Identity } from './types.js'
@@ -66,7 +67,7 @@ export function createState (options: ResolvedOptions, broker: Broker, metrics: 
     metrics,
     dispatch: {
       maxNestingDepth: options.maxNestingDepth,
-      commands: createTopicCommands(hub, options.maxSubscriptionsPerConnection),
+      commands: new Map([...createTopicCommands(hub, options.maxSubscriptionsPerConnection), ['$ping', createPingCommand()]]),
       publish
     },
     connections: new Set(),

@@ -188,6 +188,11 @@ export class RedisBroker implements Broker {
     this.#topics.clear()
     this.#topicsByChannel.clear()
     await Promise.all([this.#commands, this.#subscriber].map(async (client) => {
+      // QUIT needs a live connection; with Redis gone it would wait for a reconnection.
+      if (client.status !== 'ready') {
+        client.disconnect()
+        return
+      }
       try {
         await client.quit()
       } catch {

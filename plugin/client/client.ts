@@ -1,0 +1,411 @@
+import { compareOffsets } from '../broker/offset.js'
+import { backoffDelay, type BackoffOptions } from './backoff.js'
+import { closePolicy, type ClosePolicy } from './close-policy.js'
+import type { AnyRoute, EventName, MessageReply, MessageType, OptionalDataArgs, RouteShape, TopicEvent } from './types.js'
+
+/** `connecting` (first attempt) → `open` → `reconnecting` (after a drop) → `closed` (for good). */
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+/** What the client needs of a WebSocket: the browser's API, which `ws` implements too. */
+export interface WebSocketLike {
+  readonly readyState: number
+  send: (data: string) => void
+  close: (code?: number, reason?: string) => void
+  onopen: ((event: unknown) => void) | null
+  onmessage: ((event: { data: unknown }) => void) | null
+  onclose: ((event: { code: number, reason: string }) => void) | null
+  onerror: ((event: unknown) => void) | null
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+export interface ClientOptions {
+  /** The WebSocket class; defaults to the global one (browsers, Node 22+). Pass `ws`'s in Node 20. */
+  WebSocket?: WebSocketConstructor
+  /** Called before every connection attempt; the token rides as the `bearer.<token>` subprotocol. */
+  getToken?: () => string | undefined | Promise<string | undefined>
+  backoff?: BackoffOptions
+  /** How long `request` waits for its answer (default 10 s). */
+  requestTimeoutMs?: number
+  /** Messages held while not connected (default 100); beyond, new sends are refused. */
+  queueLimit?: number
+  /** Reconnect after an idle-timeout close (4000) too (default false). */
+  reconnectOnIdle?: boolean
+  /** Quiet time after which the client sends `$ping` (default: the `heartbeatMs` the server announces). */
+  pingIntervalMs?: number
+  /** Further quiet time after that before the connection counts as dead (default 10 s). */
+  deadAfterMs?: number
+}
+
+export interface RequestOptions {
+  /** Overrides `requestTimeoutMs`. */
+  timeoutMs?: number
+}
+
+/** `data` (left out when the type declares none), then options. */
+type RequestArgs<R extends RouteShape, K extends MessageType<R>> =
+  [...OptionalDataArgs<R, K>] extends [data?: undefined] ? [data?: undefined, options?: RequestOptions] : [data: OptionalDataArgs<R, K>[0], options?: RequestOptions]
+
+/** What a subscription hears besides its events. */
+export interface SubscribeOptions {
+  /** After a reconnect, the server could not replay everything since the last offset: refetch state. */
+  onRecoveryFailed?: (topic: string) => void
+}
+
+/** An `$error` answer, or a failure of the client itself (`TIMEOUT`, `DISCONNECTED`, `QUEUE_FULL`, `CLOSED`). */
+export class RealtimeClientError extends Error {
+  constructor (
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+    readonly retryAfterMs?: number
+  ) {
+    super(message)
+    this.name = 'RealtimeClientError'
+  }
+}
+
+interface Pending {
+  resolve: (value: any) => void
+  reject: (err: RealtimeClientError) => void
+  timer: ReturnType<typeof setTimeout>
+}
+
+interface TopicState<R extends RouteShape> {
+  handlers: Set<(event: TopicEvent<R>) => void>
+  options: SubscribeOptions
+  last: string | undefined
+  epoch: string | undefined
+  /** Settled by the first `$subscribe` answer. */
+  ready: { resolve: () => void, reject: (err: RealtimeClientError) => void } | undefined
+}
+
+interface Frame {
+  type: string
+  id?: string | number
+  data?: any
+  topic?: string
+  offset?: string
+  error?: { code: string, message: string, details?: unknown, retryAfterMs?: number }
+}
+
+type StateListener = (state: ClientState, detail: { code?: number, delayMs?: number, attempt: number }) => void
+
+const OPEN = 1
+/** Its answer only has to arrive: any frame proves the connection alive. */
+const PING = JSON.stringify({ type: '$ping', id: '$ping' })
+const SUBPROTOCOL = 'realtime.v1'
+/** A 1013 ("try again later") starts its backoff this many attempts further up. */
+const LATER_ATTEMPTS = 3
+
+/**
+ * A client for one route, typed by the server's route: `new RealtimeClient<ChatRoute>(url)`.
+ * It reconnects by itself by close code with full-jitter backoff, resumes every subscription
+ * from the last offset it saw (dropping duplicates), detects dead connections with `$ping`
+ * where it cannot see protocol pings, and queues sends while reconnecting.
+ */
+export class RealtimeClient<R extends RouteShape = AnyRoute> {
+  readonly url: string
+  #state: ClientState = 'connecting'
+  #socket: WebSocketLike | undefined
+  #attempt = 0
+  #nextId = 1
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #heartbeat: ReturnType<typeof setInterval> | undefined
+  #lastFrameAt = 0
+  #pinging = false
+  #connectionId: string | undefined
+  readonly #options: ClientOptions
+  readonly #WebSocket: WebSocketConstructor
+  readonly #pending = new Map<string | number, Pending>()
+  readonly #queue: string[] = []
+  readonly #topics = new Map<string, TopicState<R>>()
+  readonly #stateListeners = new Set<StateListener>()
+  readonly #eventListeners = new Map<string, Set<(data: any) => void>>()
+
+  constructor (url: string, options: ClientOptions = {}) {
+    this.url = url
+    this.#options = options
+    const Constructor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
+    if (Constructor === undefined) throw new TypeError('no global WebSocket: pass the `WebSocket` option (e.g. from the `ws` package)')
+    this.#WebSocket = Constructor
+    this.#connect()
+  }
+
+  get state (): ClientState {
+    return this.#state
+  }
+
+  /** The server's id for the current connection, from `$welcome`. */
+  get connectionId (): string | undefined {
+    return this.#connectionId
+  }
+
+  /** Calls `listener` on every state change; returns a function that stops it. */
+  onState (listener: StateListener): () => void {
+    this.#stateListeners.add(listener)
+    return () => this.#stateListeners.delete(listener)
+  }
+
+  /** Calls `listener` for an event the server sends to this connection alone (not on a topic). */
+  onEvent<K extends EventName<R>>(event: K, listener: (data: Extract<TopicEvent<R>, { event: K }>['data']) => void): () => void {
+    let listeners = this.#eventListeners.get(event)
+    if (listeners === undefined) {
+      listeners = new Set()
+      this.#eventListeners.set(event, listeners)
+    }
+    listeners.add(listener)
+    return () => listeners.delete(listener)
+  }
+
+  /** Sends a message and waits for its `$reply` (resolved) or `$error` (rejected). */
+  async request<K extends MessageType<R>>(type: K, ...args: RequestArgs<R, K>): Promise<MessageReply<R, K>> {
+    const [data, options] = args as unknown as [unknown, RequestOptions | undefined]
+    return await this.#request(type, data, options?.timeoutMs)
+  }
+
+  /** Sends a message without waiting for an answer; false when it could not even be queued. */
+  send<K extends MessageType<R>>(type: K, ...args: OptionalDataArgs<R, K>): boolean {
+    return this.#transmit(JSON.stringify({ type, data: args[0] }))
+  }
+
+  /**
+   * Subscribes to a topic: resolves once the server accepted it. After every reconnect the
+   * client subscribes again from the last offset it saw; events at or below it are dropped.
+   */
+  async subscribe (topic: string, handler: (event: TopicEvent<R>) => void, options: SubscribeOptions = {}): Promise<() => void> {
+    let state = this.#topics.get(topic)
+    const unsubscribe = (): void => {
+      const current = this.#topics.get(topic)
+      if (current === undefined) return
+      current.handlers.delete(handler)
+      if (current.handlers.size > 0) return
+      this.#topics.delete(topic)
+      if (this.#state === 'open') this.#transmit(JSON.stringify({ type: '$unsubscribe', data: { topic } }))
+    }
+    if (state !== undefined) {
+      state.handlers.add(handler)
+      return unsubscribe
+    }
+    state = { handlers: new Set([handler]), options, last: undefined, epoch: undefined, ready: undefined }
+    this.#topics.set(topic, state)
+    const created = state
+    await new Promise<void>((resolve, reject) => {
+      created.ready = { resolve, reject }
+      if (this.#state === 'open') this.#subscribeOn(topic, created)
+    })
+    return unsubscribe
+  }
+
+  /** Closes for good: no reconnection; pending requests fail with `CLOSED`. */
+  close (code = 1000, reason = 'client closed'): void {
+    this.#setState('closed', { code })
+    clearTimeout(this.#timer)
+    this.#stopHeartbeat()
+    const socket = this.#socket
+    this.#socket = undefined
+    this.#detach(socket)
+    socket?.close(code, reason)
+    this.#failPending('CLOSED', 'the client was closed')
+    for (const [, topic] of this.#topics) topic.ready?.reject(new RealtimeClientError('CLOSED', 'the client was closed'))
+    this.#queue.length = 0
+  }
+
+  async #request (type: string, data: unknown, timeoutMs = this.#options.requestTimeoutMs ?? 10_000): Promise<any> {
+    const id = this.#nextId++
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id)
+        reject(new RealtimeClientError('TIMEOUT', `no answer to ${type} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.#pending.set(id, { resolve, reject, timer })
+      if (!this.#transmit(JSON.stringify({ type, id, data }))) {
+        clearTimeout(timer)
+        this.#pending.delete(id)
+        reject(new RealtimeClientError(this.#state === 'closed' ? 'CLOSED' : 'QUEUE_FULL', 'the message could not be sent or queued'))
+      }
+    })
+  }
+
+  /** Sends now, or queues while reconnecting; the queue refuses what exceeds its limit. */
+  #transmit (frame: string): boolean {
+    if (this.#state === 'closed') return false
+    if (this.#state === 'open' && this.#socket?.readyState === OPEN) {
+      this.#socket.send(frame)
+      return true
+    }
+    if (this.#queue.length >= (this.#options.queueLimit ?? 100)) return false
+    this.#queue.push(frame)
+    return true
+  }
+
+  #connect (): void {
+    this.#attemptConnection().catch(() => this.#scheduleReconnect('reconnect', 1006))
+  }
+
+  async #attemptConnection (): Promise<void> {
+    const token = await this.#options.getToken?.()
+    if (this.#state === 'closed') return
+    const protocols = token === undefined ? [SUBPROTOCOL] : [SUBPROTOCOL, `bearer.${token}`]
+    const socket = new this.#WebSocket(this.url, protocols)
+    this.#socket = socket
+    socket.onmessage = (message) => this.#onFrame(socket, message.data)
+    socket.onclose = (event) => this.#onClose(socket, event.code)
+    // A failed handshake reports an error and then a close (1006): the close decides.
+    socket.onerror = () => {}
+  }
+
+  #onFrame (socket: WebSocketLike, raw: unknown): void {
+    if (socket !== this.#socket) return
+    this.#lastFrameAt = Date.now()
+    this.#pinging = false
+    let frame: Frame
+    try {
+      frame = JSON.parse(typeof raw === 'string' ? raw : String(raw)) as Frame
+    } catch {
+      return
+    }
+    if (frame.type === '$welcome') {
+      this.#opened(frame.data)
+      return
+    }
+    if (frame.type === '$reply' || frame.type === '$error') {
+      this.#answered(frame)
+      return
+    }
+    if (frame.topic !== undefined && frame.offset !== undefined) {
+      this.#topicEvent(frame)
+      return
+    }
+    for (const listener of this.#eventListeners.get(frame.type) ?? []) listener(frame.data)
+  }
+
+  #opened (welcome: { connectionId: string, heartbeatMs: number }): void {
+    this.#attempt = 0
+    this.#connectionId = welcome.connectionId
+    this.#setState('open', {})
+    this.#startHeartbeat(this.#options.pingIntervalMs ?? welcome.heartbeatMs)
+    for (const [topic, state] of this.#topics) this.#subscribeOn(topic, state)
+    const queued = this.#queue.splice(0)
+    for (const frame of queued) this.#socket?.send(frame)
+  }
+
+  #subscribeOn (topic: string, state: TopicState<R>): void {
+    const data: { topic: string, since?: string, epoch?: string } = { topic }
+    const resuming = state.last !== undefined
+    if (resuming) {
+      data.since = state.last
+      data.epoch = state.epoch
+    }
+    this.#request('$subscribe', data).then((reply: { offset: string, epoch: string, recovered: boolean }) => {
+      if (this.#topics.get(topic) !== state) return
+      // Another epoch: the old offsets mean nothing, the topic starts over from its present.
+      if (state.epoch !== undefined && reply.epoch !== state.epoch) state.last = undefined
+      state.epoch = reply.epoch
+      // Events (a replay, or live ones) may precede the answer: keep the newest offset seen.
+      if (state.last === undefined || compareOffsets(reply.offset, state.last) > 0) state.last = reply.offset
+      if (resuming && !reply.recovered) state.options.onRecoveryFailed?.(topic)
+      state.ready?.resolve()
+      state.ready = undefined
+    }, (err: RealtimeClientError) => {
+      // Refused for good (FORBIDDEN, VALIDATION_FAILED): the subscription ends. A lost
+      // connection is retried on the next `$welcome`.
+      if (err.code === 'DISCONNECTED' || err.code === 'TIMEOUT' || err.code === 'QUEUE_FULL') return
+      this.#topics.delete(topic)
+      state.ready?.reject(err)
+      state.ready = undefined
+    })
+  }
+
+  #topicEvent (frame: Frame): void {
+    const state = this.#topics.get(frame.topic as string)
+    if (state === undefined) return
+    const offset = frame.offset as string
+    if (state.last !== undefined && compareOffsets(offset, state.last) <= 0) return
+    state.last = offset
+    const event = { event: frame.type, data: frame.data, topic: frame.topic, offset } as TopicEvent<R>
+    for (const handler of state.handlers) handler(event)
+  }
+
+  #answered (frame: Frame): void {
+    if (frame.id === undefined) return
+    const pending = this.#pending.get(frame.id)
+    if (pending === undefined) return
+    this.#pending.delete(frame.id)
+    clearTimeout(pending.timer)
+    if (frame.type === '$reply') pending.resolve(frame.data)
+    else pending.reject(new RealtimeClientError(frame.error?.code ?? 'UNKNOWN', frame.error?.message ?? 'error', frame.error?.details, frame.error?.retryAfterMs))
+  }
+
+  #onClose (socket: WebSocketLike, code: number): void {
+    if (socket !== this.#socket) return
+    this.#scheduleReconnect(closePolicy(code, { reconnectOnIdle: this.#options.reconnectOnIdle }), code)
+  }
+
+  #scheduleReconnect (policy: ClosePolicy, code: number): void {
+    if (this.#state === 'closed') return
+    this.#stopHeartbeat()
+    this.#detach(this.#socket)
+    this.#socket = undefined
+    this.#failPending('DISCONNECTED', 'the connection closed before the answer came')
+    if (policy === 'stop') {
+      this.close(code, 'not reconnecting')
+      return
+    }
+    const attempt = this.#attempt++ + (policy === 'reconnect-later' ? LATER_ATTEMPTS : 0)
+    const delayMs = policy === 'refresh-credentials' ? 0 : backoffDelay(attempt, this.#options.backoff)
+    this.#setState('reconnecting', { code, delayMs })
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => this.#connect(), delayMs)
+  }
+
+  /**
+   * Browsers never see the server's protocol pings: after `heartbeatMs` without a frame the
+   * client sends `$ping`, and with nothing back within `deadAfterMs` it drops the connection
+   * and reconnects, rather than waiting minutes for the OS to notice.
+   */
+  #startHeartbeat (heartbeatMs: number): void {
+    this.#stopHeartbeat()
+    if (!(heartbeatMs > 0)) return
+    this.#lastFrameAt = Date.now()
+    const deadAfterMs = heartbeatMs + (this.#options.deadAfterMs ?? 10_000)
+    this.#heartbeat = setInterval(() => {
+      const quietMs = Date.now() - this.#lastFrameAt
+      if (quietMs >= deadAfterMs) {
+        const socket = this.#socket
+        this.#scheduleReconnect('reconnect', 1006)
+        socket?.close(4002, 'heartbeat timeout')
+      } else if (quietMs >= heartbeatMs && !this.#pinging) {
+        this.#pinging = true
+        this.#socket?.send(PING)
+      }
+    }, Math.max(50, Math.floor(heartbeatMs / 4)))
+  }
+
+  #stopHeartbeat (): void {
+    clearInterval(this.#heartbeat)
+    this.#heartbeat = undefined
+    this.#pinging = false
+  }
+
+  #detach (socket: WebSocketLike | undefined): void {
+    if (socket === undefined) return
+    socket.onmessage = null
+    socket.onclose = null
+  }
+
+  #failPending (code: string, message: string): void {
+    for (const [id, pending] of this.#pending) {
+      clearTimeout(pending.timer)
+      this.#pending.delete(id)
+      pending.reject(new RealtimeClientError(code, message))
+    }
+  }
+
+  #setState (state: ClientState, detail: { code?: number, delayMs?: number }): void {
+    const changed = this.#state !== state
+    this.#state = state
+    if (changed || state === 'reconnecting') {
+      for (const listener of this.#stateListeners) listener(state, { ...detail, attempt: this.#attempt })
+    }
+  }
+}

@@ -1,0 +1,49 @@
+/*
+ * Type tests for the client, checked by `tsc` in `npm test` and never run: the client typed by
+ * the example app's route accepts its messages and payloads and rejects anything else.
+ */
+import { WebSocket } from 'ws'
+import { RealtimeClient, RealtimeClientError, type ClientState, type WebSocketConstructor } from '../../plugin/client/index.js'
+import type { ChatRoute } from '../../app/chat-route.js'
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+function expectType<T extends true> (): T | undefined { return undefined }
+
+const client = new RealtimeClient<ChatRoute>('ws://localhost:3000/ws', { WebSocket: WebSocket as unknown as WebSocketConstructor })
+
+expectType<Equal<Awaited<ReturnType<typeof client.request<'echo'>>>, { text: string }>>()
+expectType<Equal<Awaited<ReturnType<typeof client.request<'say'>>>, { offset: string }>>()
+await client.request('say', { room: 'lobby', text: 'hello' }, { timeoutMs: 1_000 })
+// @ts-expect-error a message type the route does not declare
+await client.request('shout', { text: 'hi' })
+// @ts-expect-error a payload of the wrong type
+await client.request('echo', { text: 1 })
+// @ts-expect-error a required field missing
+await client.request('say', { text: 'no room' })
+// @ts-expect-error data is required for echo
+await client.request('echo')
+
+client.send('say', { room: 'lobby', text: 'fire and forget' })
+// @ts-expect-error send is typed too
+client.send('say', { room: 1, text: 'x' })
+
+await client.subscribe('room:lobby', (event) => {
+  expectType<Equal<typeof event.event, 'message'>>()
+  expectType<Equal<typeof event.data, { room: string, text: string, from: string, ts: number }>>()
+  expectType<Equal<typeof event.offset, string>>()
+}, { onRecoveryFailed: (topic) => { expectType<Equal<typeof topic, string>>() } })
+
+client.onEvent('message', (data) => { expectType<Equal<typeof data.ts, number>>() })
+// @ts-expect-error an event the route does not declare
+client.onEvent('other', () => {})
+
+client.onState((state) => { expectType<Equal<typeof state, ClientState>>() })
+try {
+  await client.request('echo', { text: 'x' })
+} catch (err) {
+  if (err instanceof RealtimeClientError) expectType<Equal<typeof err.code, string>>()
+}
+
+// Untyped, any route: anything goes, for quick scripts.
+const loose = new RealtimeClient('ws://localhost:3000/ws')
+await loose.request('anything', { at: 'all' })
