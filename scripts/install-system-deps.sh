@@ -7,7 +7,9 @@ set -eu
 # chromium: the demo page is tested in a real browser (playwright-core drives it).
 # redis-server: the Redis broker's tests start their own, to kill and restart it.
 # haproxy, nginx: the load balancer configurations run for real in front of app nodes.
-PACKAGES="chromium redis-server haproxy nginx"
+# prometheus (with promtool): scrape and rule configs, alert rule tests, dashboard queries.
+# docker-compose: validates docker-compose.yml (no engine is needed for `config`).
+PACKAGES="chromium redis-server haproxy nginx prometheus docker-compose"
 
 missing=""
 for package in $PACKAGES; do
