@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import promClient, { type Registry } from 'prom-client'
 import type { Broker } from './broker/broker.js'
 import { MemoryBroker } from './broker/memory.js'
+import { refuseUpgradesWhileClosing } from './closing-upgrades.js'
 import { drainConnections } from './drain.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
 import { registerHealthRoutes } from './health.js'
@@ -64,7 +65,10 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   }
   // Added before @fastify/websocket registers its own preClose, which stops listening for
   // upgrades: the drain runs first, while clients can still be told to come back later.
-  fastify.addHook('preClose', drain)
+  fastify.addHook('preClose', async () => {
+    refuseUpgradesWhileClosing(fastify.server)
+    await drain()
+  })
 
   await fastify.register(fastifyWebsocket, {
     options: {

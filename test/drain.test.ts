@@ -63,3 +63,38 @@ test('app.close() drains too when nobody drained first', async (t) => {
   assert.equal((await client.closed).code, 1012)
   await eventually(() => server.app.realtime.connectionCount === 0, 1_000, 'every connection gone')
 })
+
+test('app.close() completes while clients keep reconnecting: upgrades during the close get 503 with Retry-After', async (t) => {
+  const server = await startServer(t, (app) => { app.wsRoute('/ws') }, { drainMs: 300 })
+  await TestClient.connect(t, `${server.wsUrl}/ws`)
+  let stop = false
+  const statuses: number[] = []
+  // A client hammering the node while it shuts down, as a reconnect loop with no backoff would.
+  const hammer = (async () => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- set by the test once app.close() returns
+    while (!stop) {
+      try {
+        const { status, headers } = await upgradeStatus(`${server.wsUrl}/ws`)
+        statuses.push(status)
+        if (status === 503) assert.ok(headers['retry-after'] !== undefined, 'a refusal says when to come back')
+      } catch {
+        // Refused at the TCP level once the server stopped listening.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2))
+    }
+  })()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      server.app.close(),
+      new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('app.close() did not complete within 5 s')), 5_000) })
+    ])
+  } finally {
+    clearTimeout(timer)
+    stop = true
+    await hammer
+  }
+  assert.ok(statuses.filter((status) => status === 503).length > 0, 'upgrades during the drain were refused, not left hanging')
+  assert.ok(statuses.every((status) => status === 101 || status === 503))
+})
