@@ -20,8 +20,7 @@ const publicDir = new URL('./public/', import.meta.url)
  */
 export async function buildApp (config: AppConfig, logStream?: LogStream): Promise<FastifyInstance> {
   const app = Fastify({
-    // A hop count is documented by Fastify but missing from its types.
-    trustProxy: config.trustProxy as boolean | string,
+    trustProxy: config.trustProxy,
     logger: loggerOptions(config, logStream)
   })
   // Registered first, so the plugin's ws_* metrics join its registry and its /metrics.

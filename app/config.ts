@@ -4,7 +4,7 @@ export interface AppConfig {
   host: string
   logLevel: string
   /** Fastify's `trustProxy`: whether `X-Forwarded-For` decides the client IP. */
-  trustProxy: boolean | number | string
+  trustProxy: boolean | string
   /** HS256 secret; when set, every connection needs a JWT signed with it. */
   authSecret: string | undefined
   maxPayload: number | undefined
@@ -88,11 +88,17 @@ function origins (raw: string | undefined): string[] | undefined {
   return list
 }
 
-/** `true`/`false`, a hop count, or a comma list of addresses and CIDR ranges, as Fastify takes it. */
-function trustProxy (raw: string | undefined): boolean | number | string {
+/**
+ * `true`/`false`, or a comma list of the proxies' addresses and CIDR ranges. A hop count is
+ * refused: Fastify 5 trusts nothing for one (it cannot vouch for the immediate peer), so every
+ * client would look like the load balancer and share one rate-limit bucket.
+ */
+function trustProxy (raw: string | undefined): boolean | string {
   if (raw === undefined || raw === '' || raw === 'false') return false
   if (raw === 'true') return true
-  if (/^\d+$/.test(raw)) return Number(raw)
+  if (/^\d+$/.test(raw)) {
+    throw new ConfigError(`TRUST_PROXY must be true, false or the proxies' addresses/CIDRs, not a hop count ("${raw}")`)
+  }
   return raw
 }
 

@@ -54,7 +54,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     PORT: '8080',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
-    TRUST_PROXY: '1',
+    TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
     AUTH_SECRET: 's'.repeat(32),
     WS_MAX_PAYLOAD: '1024',
     WS_HEARTBEAT_MS: '0',
@@ -70,7 +70,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     port: 8080,
     host: '127.0.0.1',
     logLevel: 'debug',
-    trustProxy: 1,
+    trustProxy: '10.0.0.0/8, 127.0.0.1',
     authSecret: 's'.repeat(32),
     maxPayload: 1024,
     heartbeatMs: 0,
@@ -89,6 +89,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
   })
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
+  assert.throws(() => loadConfig({ TRUST_PROXY: '1' }), /TRUST_PROXY must be true, false or the proxies' addresses/)
   assert.throws(() => loadConfig({ AUTH_SECRET: 'short' }), /AUTH_SECRET must be at least 32 characters/)
   assert.throws(() => loadConfig({ WS_ALLOWED_ORIGINS: 'example.com' }), /WS_ALLOWED_ORIGINS/)
   assert.throws(() => loadConfig({ PORT: 'eighty' }), (err: Error) => err instanceof ConfigError && /PORT must be an integer/.test(err.message))

@@ -199,3 +199,35 @@ test('client: a connection that goes silent is detected with $ping and replaced'
   for (const socket of relays) socket.destroy()
   relay.close()
 })
+
+test('client: after a restart, 60 subscriptions come back within the message budget; a request that timed out in the queue is never sent', async (t) => {
+  const port = await freePort()
+  let server = await startApp(t, port)
+  const client = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket: WS, backoff: FAST })
+  t.after(() => client.close())
+  const rooms = Array.from({ length: 60 }, (_, i) => `r${i}`)
+  const heard = new Set<string>()
+  const errors: string[] = []
+  for (const room of rooms) await client.subscribe(`room:${room}`, (event) => heard.add(event.data.room), { onError: (topic) => errors.push(topic) })
+  await server.app.close()
+  await eventually(() => client.state === 'reconnecting', 2_000, 'the client to notice')
+  await assert.rejects(client.request('say', { room: 'r0', text: 'too late' }, { timeoutMs: 50 }), (err: RealtimeClientError) => err.code === 'TIMEOUT')
+
+  server = await startApp(t, port)
+  await eventually(() => client.state === 'open', 5_000, 'the client to reconnect')
+  const speaker = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket: WS })
+  t.after(() => speaker.close())
+  // The default budget is 50 messages a second: 60 resubscriptions are paced, not refused.
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  for (const room of rooms) {
+    await speaker.request('say', { room, text: 'back' })
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  await eventually(() => heard.size === 60, 5_000, `all 60 rooms to deliver (got ${heard.size})`)
+  assert.deepEqual(errors, [])
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const says = /^ws_messages_received_total\{route="\/ws",type="say"\} (\d+)$/m.exec(metrics)?.[1]
+  assert.equal(says, '60', 'the timed-out request never reached the server')
+  speaker.close()
+  client.close()
+})

@@ -49,6 +49,8 @@ type RequestArgs<R extends RouteShape, K extends MessageType<R>> =
 export interface SubscribeOptions {
   /** After a reconnect, the server could not replay everything since the last offset: refetch state. */
   onRecoveryFailed?: (topic: string) => void
+  /** After a reconnect, the server refused the subscription for good (e.g. `FORBIDDEN`): it has ended. */
+  onError?: (topic: string, error: RealtimeClientError) => void
 }
 
 /** An `$error` answer, or a failure of the client itself (`TIMEOUT`, `DISCONNECTED`, `QUEUE_FULL`, `CLOSED`). */
@@ -68,6 +70,14 @@ interface Pending {
   resolve: (value: any) => void
   reject: (err: RealtimeClientError) => void
   timer: ReturnType<typeof setTimeout>
+  /** Still waiting in the queue: a dropped connection never saw it, so it does not fail. */
+  queued: boolean
+}
+
+interface Queued {
+  frame: string
+  /** The request waiting for this frame's answer, if any. */
+  id: number | undefined
 }
 
 interface TopicState<R extends RouteShape> {
@@ -117,7 +127,10 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   readonly #options: ClientOptions
   readonly #WebSocket: WebSocketConstructor
   readonly #pending = new Map<string | number, Pending>()
-  readonly #queue: string[] = []
+  readonly #queue: Queued[] = []
+  /** The route's message budget from `$welcome`: resubscriptions and the queue are paced to it. */
+  #messagesPerSecond = 0
+  #pingSentAt: number | undefined
   readonly #topics = new Map<string, TopicState<R>>()
   readonly #stateListeners = new Set<StateListener>()
   readonly #eventListeners = new Map<string, Set<(data: any) => void>>()
@@ -165,7 +178,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
 
   /** Sends a message without waiting for an answer; false when it could not even be queued. */
   send<K extends MessageType<R>>(type: K, ...args: OptionalDataArgs<R, K>): boolean {
-    return this.#transmit(JSON.stringify({ type, data: args[0] }))
+    return this.#transmit(JSON.stringify({ type, data: args[0] }), undefined) !== 'refused'
   }
 
   /**
@@ -180,7 +193,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       current.handlers.delete(handler)
       if (current.handlers.size > 0) return
       this.#topics.delete(topic)
-      if (this.#state === 'open') this.#transmit(JSON.stringify({ type: '$unsubscribe', data: { topic } }))
+      if (this.#state === 'open') this.#transmit(JSON.stringify({ type: '$unsubscribe', data: { topic } }), undefined)
     }
     if (state !== undefined) {
       state.handlers.add(handler)
@@ -215,27 +228,33 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     return await new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id)
+        // A request that times out in the queue must not go out later.
+        const index = this.#queue.findIndex((entry) => entry.id === id)
+        if (index >= 0) this.#queue.splice(index, 1)
         reject(new RealtimeClientError('TIMEOUT', `no answer to ${type} within ${timeoutMs} ms`))
       }, timeoutMs)
-      this.#pending.set(id, { resolve, reject, timer })
-      if (!this.#transmit(JSON.stringify({ type, id, data }))) {
+      const pending: Pending = { resolve, reject, timer, queued: false }
+      this.#pending.set(id, pending)
+      const outcome = this.#transmit(JSON.stringify({ type, id, data }), id)
+      if (outcome === 'refused') {
         clearTimeout(timer)
         this.#pending.delete(id)
         reject(new RealtimeClientError(this.#state === 'closed' ? 'CLOSED' : 'QUEUE_FULL', 'the message could not be sent or queued'))
       }
+      pending.queued = outcome === 'queued'
     })
   }
 
   /** Sends now, or queues while reconnecting; the queue refuses what exceeds its limit. */
-  #transmit (frame: string): boolean {
-    if (this.#state === 'closed') return false
+  #transmit (frame: string, id: number | undefined): 'sent' | 'queued' | 'refused' {
+    if (this.#state === 'closed') return 'refused'
     if (this.#state === 'open' && this.#socket?.readyState === OPEN) {
       this.#socket.send(frame)
-      return true
+      return 'sent'
     }
-    if (this.#queue.length >= (this.#options.queueLimit ?? 100)) return false
-    this.#queue.push(frame)
-    return true
+    if (this.#queue.length >= (this.#options.queueLimit ?? 100)) return 'refused'
+    this.#queue.push({ frame, id })
+    return 'queued'
   }
 
   #connect (): void {
@@ -279,14 +298,50 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     for (const listener of this.#eventListeners.get(frame.type) ?? []) listener(frame.data)
   }
 
-  #opened (welcome: { connectionId: string, heartbeatMs: number }): void {
+  #opened (welcome: { connectionId: string, heartbeatMs: number, limits?: { messagesPerSecond?: number } }): void {
     this.#attempt = 0
     this.#connectionId = welcome.connectionId
+    this.#messagesPerSecond = welcome.limits?.messagesPerSecond ?? 0
     this.#setState('open', {})
     this.#startHeartbeat(this.#options.pingIntervalMs ?? welcome.heartbeatMs)
-    for (const [topic, state] of this.#topics) this.#subscribeOn(topic, state)
+    // Resubscriptions first, then what was queued, paced to the route's budget: a burst after
+    // a reconnect must not spend it and be refused (or closed with 1008 for abuse).
+    const topics = [...this.#topics]
     const queued = this.#queue.splice(0)
-    for (const frame of queued) this.#socket?.send(frame)
+    const socket = this.#socket
+    const steps: Array<() => void> = [
+      ...topics.map(([topic, state]) => () => this.#subscribeOn(topic, state)),
+      ...queued.map((entry) => () => this.#flush(socket, entry))
+    ]
+    this.#paced(socket, steps)
+  }
+
+  /** Runs `steps`: at once up to half the budget, then one every 1/budget seconds. */
+  #paced (socket: WebSocketLike | undefined, steps: Array<() => void>): void {
+    const budget = this.#messagesPerSecond
+    const burst = budget > 0 ? Math.max(1, Math.floor(budget / 2)) : steps.length
+    steps.slice(0, burst).forEach((step) => step())
+    let next = burst
+    const tick = (): void => {
+      if (socket !== this.#socket || this.#state !== 'open' || next >= steps.length) return
+      steps[next++]?.()
+      setTimeout(tick, 1_000 / budget)
+    }
+    if (next < steps.length) setTimeout(tick, 1_000 / budget)
+  }
+
+  #flush (socket: WebSocketLike | undefined, entry: Queued): void {
+    if (socket !== this.#socket || socket?.readyState !== OPEN) {
+      this.#queue.push(entry)
+      return
+    }
+    if (entry.id !== undefined) {
+      const pending = this.#pending.get(entry.id)
+      // Timed out while queued: its caller was told, so it stays unsent.
+      if (pending === undefined) return
+      pending.queued = false
+    }
+    socket.send(entry.frame)
   }
 
   #subscribeOn (topic: string, state: TopicState<R>): void {
@@ -307,11 +362,21 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       state.ready?.resolve()
       state.ready = undefined
     }, (err: RealtimeClientError) => {
-      // Refused for good (FORBIDDEN, VALIDATION_FAILED): the subscription ends. A lost
-      // connection is retried on the next `$welcome`.
-      if (err.code === 'DISCONNECTED' || err.code === 'TIMEOUT' || err.code === 'QUEUE_FULL') return
+      if (this.#topics.get(topic) !== state) return
+      // A lost connection is retried on the next `$welcome`.
+      if (err.code === 'DISCONNECTED' || err.code === 'QUEUE_FULL' || err.code === 'CLOSED') return
+      // Temporary (broker unreachable, budget spent, no answer): ask again later.
+      if (err.code === 'UNAVAILABLE' || err.code === 'RATE_LIMITED' || err.code === 'TIMEOUT') {
+        const socket = this.#socket
+        setTimeout(() => {
+          if (socket === this.#socket && this.#state === 'open' && this.#topics.get(topic) === state) this.#subscribeOn(topic, state)
+        }, err.retryAfterMs ?? backoffDelay(1, this.#options.backoff) + 100)
+        return
+      }
+      // Refused for good (FORBIDDEN, VALIDATION_FAILED): the subscription ends, and says so.
       this.#topics.delete(topic)
-      state.ready?.reject(err)
+      if (state.ready !== undefined) state.ready.reject(err)
+      else state.options.onError?.(topic, err)
       state.ready = undefined
     })
   }
@@ -346,7 +411,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.#stopHeartbeat()
     this.#detach(this.#socket)
     this.#socket = undefined
-    this.#failPending('DISCONNECTED', 'the connection closed before the answer came')
+    this.#failPending('DISCONNECTED', 'the connection closed before the answer came', true)
     if (policy === 'stop') {
       this.close(code, 'not reconnecting')
       return
@@ -367,15 +432,18 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.#stopHeartbeat()
     if (!(heartbeatMs > 0)) return
     this.#lastFrameAt = Date.now()
-    const deadAfterMs = heartbeatMs + (this.#options.deadAfterMs ?? 10_000)
+    const graceMs = this.#options.deadAfterMs ?? 10_000
     this.#heartbeat = setInterval(() => {
-      const quietMs = Date.now() - this.#lastFrameAt
-      if (quietMs >= deadAfterMs) {
+      const now = Date.now()
+      // Dead only once a ping went unanswered for the grace period: a timer that woke late
+      // (a throttled background tab, a laptop resuming) first sends a ping.
+      if (this.#pinging && now - (this.#pingSentAt ?? now) >= graceMs) {
         const socket = this.#socket
         this.#scheduleReconnect('reconnect', 1006)
         socket?.close(4002, 'heartbeat timeout')
-      } else if (quietMs >= heartbeatMs && !this.#pinging) {
+      } else if (!this.#pinging && now - this.#lastFrameAt >= heartbeatMs) {
         this.#pinging = true
+        this.#pingSentAt = now
         this.#socket?.send(PING)
       }
     }, Math.max(50, Math.floor(heartbeatMs / 4)))
@@ -393,8 +461,9 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     socket.onclose = null
   }
 
-  #failPending (code: string, message: string): void {
+  #failPending (code: string, message: string, sentOnly = false): void {
     for (const [id, pending] of this.#pending) {
+      if (sentOnly && pending.queued) continue
       clearTimeout(pending.timer)
       this.#pending.delete(id)
       pending.reject(new RealtimeClientError(code, message))
