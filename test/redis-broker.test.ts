@@ -113,3 +113,25 @@ test('RedisBroker: a killed pub/sub link loses nothing: the gap is re-read from 
 test('RedisBroker: refuses a history size below one', () => {
   assert.throws(() => new RedisBroker({ historySize: 0, redisOptions: { lazyConnect: true } }), /historySize/)
 })
+
+test('RedisBroker: a second subscribe to a topic still being set up waits for it, and fails with it', async (t) => {
+  const keyPrefix = `setup:${randomBytes(4).toString('hex')}:`
+  const broker = await readyBroker({ url: shared.url, keyPrefix })
+  t.after(() => broker.close())
+  const first = recorder()
+  const second = recorder()
+  await Promise.all([broker.subscribe('room', first.listener), broker.subscribe('room', second.listener)])
+  await broker.publish('room', { event: 'e', data: 'both' })
+  await eventually(() => first.entries.length === 1 && second.entries.length === 1, 2_000, 'both listeners')
+
+  const down = await startRedis(t, { started: false })
+  const unreachable = new RedisBroker({ url: down.url, keyPrefix })
+  t.after(() => unreachable.close())
+  const results = await Promise.allSettled([unreachable.subscribe('room', () => {}), unreachable.subscribe('room', () => {})])
+  assert.deepEqual(results.map((result) => result.status), ['rejected', 'rejected'], 'nobody believes it is subscribed')
+})
+
+test('RedisBroker: refuses a topic TTL or command timeout that is not a positive integer', () => {
+  assert.throws(() => new RedisBroker({ topicTtlSeconds: 0, redisOptions: { lazyConnect: true } }), /topicTtlSeconds/)
+  assert.throws(() => new RedisBroker({ commandTimeoutMs: -1, redisOptions: { lazyConnect: true } }), /commandTimeoutMs/)
+})

@@ -51,6 +51,8 @@ interface LocalTopic {
   /** Set while the gap after `last` is re-read from the stream; notifications wait in `held`. */
   repairing: boolean
   held: Notification[]
+  /** Settles when the topic's setup (SUBSCRIBE, then position) is done. */
+  ready: Promise<void>
 }
 
 type HistoryReply = [string, string, string, number, Array<[string, string[]]>]
@@ -86,7 +88,8 @@ export class RedisBroker implements Broker {
       throw new TypeError(`historySize must be a positive integer, got ${historySize}`)
     }
     this.#historySize = historySize
-    this.#ttlSeconds = options.topicTtlSeconds ?? DEFAULT_TTL_SECONDS
+    this.#ttlSeconds = positiveInteger('topicTtlSeconds', options.topicTtlSeconds ?? DEFAULT_TTL_SECONDS)
+    positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? 2_000)
     this.#prefix = options.keyPrefix ?? 'frt:'
     this.#log = options.log ?? SILENT
     const redisOptions: RedisOptions = {
@@ -135,24 +138,38 @@ export class RedisBroker implements Broker {
     const local = this.#topics.get(topic)
     if (local !== undefined) {
       local.listeners.add(listener)
+      // A topic still being set up delivers nothing yet: wait for it, or fail with it.
+      try {
+        await local.ready
+      } catch (err) {
+        local.listeners.delete(listener)
+        throw unavailable(err)
+      }
       return
     }
     const channel = this.#channel(topic)
-    const created: LocalTopic = { listeners: new Set([listener]), channel, last: ZERO_OFFSET, epoch: undefined, repairing: true, held: [] }
+    const created: LocalTopic = { listeners: new Set([listener]), channel, last: ZERO_OFFSET, epoch: undefined, repairing: true, held: [], ready: Promise.resolve() }
     this.#topics.set(topic, created)
     this.#topicsByChannel.set(channel, topic)
+    created.ready = this.#setUp(topic, created)
+    await created.ready
+  }
+
+  /** Subscribed first, then positioned: what is published in between waits in `held`. */
+  async #setUp (topic: string, local: LocalTopic): Promise<void> {
+    let subscribed = false
     try {
-      // Subscribed first, then positioned: what is published in between waits in `held` and
-      // is sorted out by offset, so nothing falls between the two.
-      await this.#subscriber.subscribe(channel)
+      await this.#subscriber.subscribe(local.channel)
+      subscribed = true
       const position = await this.position(topic)
-      created.last = position.offset
-      created.epoch = position.epoch
-      this.#release(topic, created)
+      local.last = position.offset
+      local.epoch = position.epoch
+      this.#release(topic, local)
     } catch (err) {
-      if (this.#topics.get(topic) === created) {
+      if (this.#topics.get(topic) === local) {
         this.#topics.delete(topic)
-        this.#topicsByChannel.delete(channel)
+        this.#topicsByChannel.delete(local.channel)
+        if (subscribed) this.#subscriber.unsubscribe(local.channel).catch(() => {})
       }
       throw unavailable(err)
     }
@@ -233,9 +250,13 @@ export class RedisBroker implements Broker {
 
   #accept (topic: string, local: LocalTopic, notification: Notification): void {
     if (notification.epoch !== local.epoch) {
-      // Redis lost this topic's history: what it numbers now starts a new sequence.
+      // Redis lost this topic's history: the new sequence is read from its start, so entries
+      // published while this node was away from it are not skipped.
       local.epoch = notification.epoch
-      local.last = notification.previous
+      local.last = ZERO_OFFSET
+      local.held.push(notification)
+      this.#repair(topic, local)
+      return
     }
     if (compareOffsets(notification.id, local.last) <= 0) return
     if (notification.previous !== local.last) {
@@ -286,7 +307,10 @@ export class RedisBroker implements Broker {
   }
 
   #lost (): void {
-    if (this.#closed || this.#downSince !== undefined) return
+    if (this.#closed) return
+    // Until the gap is re-read after reconnecting, notifications wait.
+    for (const local of this.#topics.values()) local.repairing = true
+    if (this.#downSince !== undefined) return
     this.#downSince = Date.now()
     this.#log.warn({ broker: this.name }, 'broker.disconnected')
   }
@@ -302,15 +326,25 @@ export class RedisBroker implements Broker {
     if (channels.length === 0) return
     this.#subscriber.subscribe(...channels).then(() => {
       for (const [topic, local] of this.#topics) {
+        // A topic still being set up positions itself.
+        if (local.epoch === undefined) continue
         local.repairing = false
         this.#repair(topic, local)
       }
-    }, () => {})
+    }, () => {
+      // Deaf to every topic until this succeeds: try again shortly.
+      setTimeout(() => this.#ready(), REPAIR_RETRY_MS).unref()
+    })
   }
 
   #assertOpen (): void {
     if (this.#closed) throw new BrokerUnavailableError('redis broker is closed')
   }
+}
+
+function positiveInteger (name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new TypeError(`${name} must be a positive integer, got ${value}`)
+  return value
 }
 
 function unavailable (err: unknown): BrokerUnavailableError {
