@@ -107,6 +107,13 @@ export const NOOP_METRICS: RealtimeMetrics = {
 type Flush = () => void
 const flushesByMetric = new WeakMap<object, Flush[]>()
 
+/*
+ * What the scrape-time gauges read, kept by gauge rather than in the closure of the call that
+ * created it: a registry reused by a later plugin instance then reads that instance's state.
+ */
+const bufferedReaders = new WeakMap<object, () => Map<string, number>>()
+const trackedBrokers = new WeakMap<object, BrokerHealth>()
+
 function flushInto (metric: object, flush: Flush): void {
   flushesByMetric.get(metric)?.push(flush)
 }
@@ -135,8 +142,6 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
   const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> =>
     metric(name, () => new client.Histogram({ name, help, labelNames, buckets, registers }))
 
-  let readBuffered: (() => Map<string, number>) | undefined
-  let trackedBroker: BrokerHealth | undefined
   const instruments: Instruments = {
     connectionsActive: metric('ws_connections_active', () => new client.Gauge({ name: 'ws_connections_active', help: 'Open WebSocket connections', labelNames: ['route'], registers })),
     connectionsTotal: counter('ws_connections_total', 'WebSocket connections opened', ['route']),
@@ -156,20 +161,22 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       labelNames: ['route'],
       registers,
       collect () {
-        if (readBuffered === undefined) return
-        for (const [route, bytes] of readBuffered()) this.set({ route }, bytes)
+        const read = bufferedReaders.get(this)
+        if (read === undefined) return
+        for (const [route, bytes] of read()) this.set({ route }, bytes)
       }
     })),
     brokerPublish: counter('ws_broker_publish_total', 'Publishes handed to the broker, by outcome', ['broker', 'outcome']),
     brokerDelivery: histogram('ws_broker_delivery_seconds', 'Time from a publish on any node to its delivery on this one', ['broker'], DELIVERY_SECONDS)
   }
-  metric('ws_broker_up', () => new client.Gauge({
+  const brokerUp = metric('ws_broker_up', () => new client.Gauge({
     name: 'ws_broker_up',
     help: 'Whether the broker is reachable (1) or not (0)',
     labelNames: ['broker'],
     registers,
     collect () {
-      if (trackedBroker !== undefined) this.set({ broker: trackedBroker.name }, trackedBroker.healthy ? 1 : 0)
+      const broker = trackedBrokers.get(this)
+      if (broker !== undefined) this.set({ broker: broker.name }, broker.healthy ? 1 : 0)
     }
   }))
 
@@ -178,8 +185,8 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     forRoute: (route) => routeMetrics(instruments, route),
     brokerPublished: (broker, outcome) => instruments.brokerPublish.inc({ broker, outcome }),
     brokerDelivered: (broker, seconds) => instruments.brokerDelivery.observe({ broker }, seconds),
-    trackBroker: (broker) => { trackedBroker = broker },
-    trackBufferedBytes: (read) => { readBuffered = read }
+    trackBroker: (broker) => { trackedBrokers.set(brokerUp, broker) },
+    trackBufferedBytes: (read) => { bufferedReaders.set(instruments.bufferedBytes, read) }
   }
 }
 
