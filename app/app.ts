@@ -45,12 +45,13 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
   app.addHook('onClose', async () => await broker.close())
   declareChatRoute(app)
 
-  const clientBundle = await bundleClient()
+  clientBundle ??= bundleClient()
+  const bundle = await clientBundle
   const page = await readFile(new URL('index.html', publicDir))
   const script = await readFile(new URL('demo.js', publicDir))
   app.get('/', async (_request, reply) => await reply.type('text/html; charset=utf-8').send(page))
   app.get('/demo.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(script))
-  app.get('/realtime-client.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(clientBundle))
+  app.get('/realtime-client.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(bundle))
   return app
 }
 
@@ -70,7 +71,10 @@ async function useRedis (app: FastifyInstance, url: string, historySize: number 
   return broker
 }
 
-/** The browser client (`fastify-realtime/client`), bundled once at start for the demo page. */
+/** Built once per process: tests build the app many times. */
+let clientBundle: Promise<string> | undefined
+
+/** The browser client (`fastify-realtime/client`), bundled at start for the demo page. */
 async function bundleClient (): Promise<string> {
   const result = await build({
     entryPoints: [fileURLToPath(new URL('../plugin/client/index.ts', import.meta.url))],
