@@ -5,11 +5,11 @@
  * acknowledged publishes per second, pipelined. Nodes share the server core; clients run here
  * on the load core. Each figure is the median of BENCH_RUNS runs.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { WebSocket } from 'ws'
+import { startRedis } from '../test/helpers/redis.js'
 import { LOAD_CORE, RUNS, median, spread, startServer } from './harness.js'
 
 const LATENCY_RATE = 500
@@ -19,28 +19,6 @@ const THROUGHPUT_INFLIGHT = 10
 
 // The clients below run in this process: keep it on the load core.
 spawn('taskset', ['-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' })
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
-}
-
-async function startRedis (): Promise<{ url: string, stop: () => void }> {
-  const port = await freePort()
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => reject(new Error(`redis-server could not run (scripts/install-system-deps.sh installs it): ${err.message}`)))
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      if (output.includes('Ready to accept connections')) resolve()
-    })
-  })
-  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') }
-}
 
 async function connect (port: number): Promise<WebSocket> {
   const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, ['realtime.v1'])
@@ -114,7 +92,9 @@ async function measure (redisUrl: string | undefined, twoNodes: boolean): Promis
   }
 }
 
-const redis = await startRedis()
+// The tests' own redis-server helper; what it would stop after a test, this run stops at the end.
+const cleanups: Array<() => Promise<void>> = []
+const redis = await startRedis({ after: (cleanup: () => Promise<void>) => { cleanups.push(cleanup) } })
 const variants = [
   { label: 'one node, in-memory broker', redis: false, twoNodes: false },
   { label: 'one node, Redis broker', redis: true, twoNodes: false },
@@ -128,7 +108,7 @@ try {
     }
   }
 } finally {
-  redis.stop()
+  for (const cleanup of cleanups) await cleanup()
 }
 
 console.log(`\nbroker delivery: ${LATENCY_RATE} say/s from one client to a subscriber, then pipelined publishes (${THROUGHPUT_CONNECTIONS} connections × ${THROUGHPUT_INFLIGHT} in flight); ${RUNS} runs, median (min–max)`)
