@@ -228,6 +228,8 @@ test('client: after a restart, 60 subscriptions come back within the message bud
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
   const says = /^ws_messages_received_total\{route="\/ws",type="say"\} (\d+)$/m.exec(metrics)?.[1]
   assert.equal(says, '60', 'the timed-out request never reached the server')
+  const limited = /^ws_rate_limited_total\{route="\/ws",scope="message"\} (\d+)$/m.exec(metrics)?.[1]
+  assert.equal(limited, '0', 'the 60 resubscriptions were paced under the budget, not refused and retried')
   speaker.close()
   client.close()
 })
