@@ -69,3 +69,30 @@ test('NGINX: nginx -t accepts the template; through it, upgrades reach the nodes
   await draining
   assert.equal(apps[0]!.app.realtime.connectionCount, 0)
 })
+
+test('NGINX overwrites X-Forwarded-For: a client cannot pick the address the upgrade rate limit counts', async (t) => {
+  const app = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', TRUST_PROXY: '127.0.0.1', WS_UPGRADE_RATE_LIMIT: '2' })))
+  const lbPort = await freePort()
+  const node = new URL(app.httpUrl).host
+  const prefix = await nginxPrefix(t, await renderNginx({ LB_PORT: `127.0.0.1:${lbPort}`, APP1_ADDR: node, APP2_ADDR: node, APP3_ADDR: node }))
+  await runProgram(t, 'nginx', ['-p', prefix, '-c', 'nginx.conf', '-g', 'daemon off;'])
+  await waitForHttp(`http://127.0.0.1:${lbPort}/health/live`)
+  const statuses = []
+  for (const forged of ['6.6.6.1', '6.6.6.2', '6.6.6.3']) {
+    statuses.push((await upgradeStatus(`ws://127.0.0.1:${lbPort}/ws`, { 'x-forwarded-for': forged })).status)
+  }
+  assert.deepEqual(statuses, [101, 101, 429], 'all three come from one address, whatever they claim')
+})
+
+test('HAProxy overwrites X-Forwarded-For too', async (t) => {
+  const app = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', TRUST_PROXY: '127.0.0.1', WS_UPGRADE_RATE_LIMIT: '2' })))
+  const lbPort = await freePort()
+  const node = new URL(app.httpUrl).host
+  await runProgram(t, 'haproxy', ['-db', '-f', 'deploy/haproxy.cfg'], { LB_BIND: `127.0.0.1:${lbPort}`, APP1_ADDR: node, APP2_ADDR: node, APP3_ADDR: node })
+  await waitForHttp(`http://127.0.0.1:${lbPort}/health/live`)
+  const statuses = []
+  for (const forged of ['6.6.6.1', '6.6.6.2', '6.6.6.3']) {
+    statuses.push((await upgradeStatus(`ws://127.0.0.1:${lbPort}/ws`, { 'x-forwarded-for': forged })).status)
+  }
+  assert.deepEqual(statuses, [101, 101, 429])
+})
