@@ -1,7 +1,8 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { DEFAULTS } from './defaults.js'
 
-const REFUSAL = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n'
+const REFUSAL = `HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: ${DEFAULTS.unavailableRetryAfterSeconds}\r\nContent-Length: 0\r\n\r\n`
 
 function refuseUpgrade (_request: IncomingMessage, socket: Duplex): void {
   socket.on('error', () => {})

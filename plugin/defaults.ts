@@ -23,6 +23,8 @@ export const DEFAULTS = Object.freeze({
   maxNestingDepth: 32,
   /** Topics one connection may hold at once. */
   maxSubscriptionsPerConnection: 100,
+  /** `Retry-After` (seconds) of a 503 while draining or at capacity. */
+  unavailableRetryAfterSeconds: 5,
   /** `retryAfterMs` suggested when the broker is unreachable. */
   unavailableRetryAfterMs: 1_000,
   /** Window in which refused messages count towards closing the connection with 1008. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { DEFAULTS } from './defaults.js'
 import type { RealtimeState } from './state.js'
 
 /**
@@ -9,6 +10,6 @@ export function registerHealthRoutes (instance: FastifyInstance, state: Realtime
   instance.get('/health/live', async () => ({ status: 'ok' }))
   instance.get('/health/ready', async (_request, reply) => {
     if (state.accepting) return { status: 'ready' }
-    return await reply.code(503).header('retry-after', '5').send({ status: 'draining' })
+    return await reply.code(503).header('retry-after', String(DEFAULTS.unavailableRetryAfterSeconds)).send({ status: 'draining' })
   })
 }

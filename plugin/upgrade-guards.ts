@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { extractToken } from './credentials.js'
+import { DEFAULTS } from './defaults.js'
 import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from './protocol.js'
 import type { CompiledRoute } from './route-table.js'
 import type { RealtimeState } from './state.js'
@@ -11,16 +12,18 @@ import type { RejectionReason } from './telemetry/metrics.js'
  * authentication. Each refusal is plain HTTP with a log line and a metric.
  */
 
+const RETRY_LATER = { 'retry-after': String(DEFAULTS.unavailableRetryAfterSeconds) }
+
 /** `onRequest`: cheap refusals first, before rate limiting and authentication spend anything. */
 export async function admitUpgrade (state: RealtimeState, route: CompiledRoute, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
   if (!request.ws) return undefined
   if (!state.accepting) {
-    return refuse(route, request, reply, 503, 'draining', 'server is shutting down', { 'retry-after': '5' })
+    return refuse(route, request, reply, 503, 'draining', 'server is shutting down', RETRY_LATER)
   }
   const cap = state.options.maxConnections
   if (cap > 0) {
     if (state.connections.size + state.pendingUpgrades >= cap) {
-      return refuse(route, request, reply, 503, 'capacity', 'server is at its connection limit', { 'retry-after': '5' })
+      return refuse(route, request, reply, 503, 'capacity', 'server is at its connection limit', RETRY_LATER)
     }
     reserveSlot(state, request)
   }
