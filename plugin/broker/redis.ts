@@ -59,6 +59,7 @@ type HistoryReply = [string, string, string, number, Array<[string, string[]]>]
 
 const DEFAULT_TTL_SECONDS = 86_400
 const REPAIR_RETRY_MS = 500
+const LIVE_SUFFIX = '}:live'
 const SILENT: BrokerLogger = { info: () => {}, warn: () => {} }
 
 /**
@@ -78,7 +79,6 @@ export class RedisBroker implements Broker {
   readonly #ttlSeconds: number
   readonly #log: BrokerLogger
   readonly #topics = new Map<string, LocalTopic>()
-  readonly #topicsByChannel = new Map<string, string>()
   #closed = false
   #downSince: number | undefined
   /** Candidate epochs for topics whose history is new or lost: this prefix, then a counter. */
@@ -153,7 +153,6 @@ export class RedisBroker implements Broker {
     const channel = this.#channel(topic)
     const created: LocalTopic = { listeners: new Set([listener]), channel, last: ZERO_OFFSET, epoch: undefined, repairing: true, held: [], ready: Promise.resolve() }
     this.#topics.set(topic, created)
-    this.#topicsByChannel.set(channel, topic)
     created.ready = this.#setUp(topic, created)
     await created.ready
   }
@@ -171,7 +170,6 @@ export class RedisBroker implements Broker {
     } catch (err) {
       if (this.#topics.get(topic) === local) {
         this.#topics.delete(topic)
-        this.#topicsByChannel.delete(local.channel)
         if (subscribed) this.#subscriber.unsubscribe(local.channel).catch(() => {})
       }
       throw unavailable(err)
@@ -182,7 +180,6 @@ export class RedisBroker implements Broker {
     const local = this.#topics.get(topic)
     if (local === undefined || !local.listeners.delete(listener) || local.listeners.size > 0) return
     this.#topics.delete(topic)
-    this.#topicsByChannel.delete(local.channel)
     if (this.#subscriber.status === 'ready') await this.#subscriber.unsubscribe(local.channel).catch(() => {})
   }
 
@@ -206,7 +203,6 @@ export class RedisBroker implements Broker {
     if (this.#closed) return
     this.#closed = true
     this.#topics.clear()
-    this.#topicsByChannel.clear()
     await Promise.all([this.#commands, this.#subscriber].map(async (client) => {
       // QUIT needs a live connection; with Redis gone it would wait for a reconnection.
       if (client.status !== 'ready') {
@@ -236,13 +232,18 @@ export class RedisBroker implements Broker {
   }
 
   #channel (topic: string): string {
-    return `${this.#prefix}{${topic}}:live`
+    return `${this.#prefix}{${topic}${LIVE_SUFFIX}`
+  }
+
+  /** The inverse of `#channel`. */
+  #topicOf (channel: string): string {
+    return channel.slice(this.#prefix.length + 1, -LIVE_SUFFIX.length)
   }
 
   #notified (channel: string, payload: string): void {
-    const topic = this.#topicsByChannel.get(channel)
-    const local = topic === undefined ? undefined : this.#topics.get(topic)
-    if (topic === undefined || local === undefined) return
+    const topic = this.#topicOf(channel)
+    const local = this.#topics.get(topic)
+    if (local === undefined) return
     const notification = parseNotification(topic, payload)
     if (notification === undefined) return
     if (local.repairing) {
@@ -326,7 +327,7 @@ export class RedisBroker implements Broker {
       this.#log.info({ broker: this.name, downMs: Date.now() - this.#downSince }, 'broker.reconnected')
       this.#downSince = undefined
     }
-    const channels = [...this.#topicsByChannel.keys()]
+    const channels = [...this.#topics.values()].map((local) => local.channel)
     if (channels.length === 0) return
     this.#subscriber.subscribe(...channels).then(() => {
       for (const [topic, local] of this.#topics) {
