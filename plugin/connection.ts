@@ -24,6 +24,8 @@ export interface Subscription {
 /** Limits a connection enforces on itself. */
 export interface ConnectionLimits {
   maxBufferedBytes: number
+  /** Whether permessage-deflate may be negotiated: then ws alone may frame what this socket sends. */
+  perMessageDeflate: boolean
 }
 
 const TEXT_FRAME = { binary: false }
@@ -55,6 +57,8 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   closed = false
   readonly #socket: WebSocket
   readonly #stream: Socket | undefined
+  /** The TCP socket when frames framed here may be written to it directly. */
+  readonly #framedStream: Socket | undefined
   readonly #limits: ConnectionLimits
   readonly #bucket: TokenBucket | undefined
   #typeBuckets: Map<string, TokenBucket> | undefined
@@ -77,6 +81,9 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     // The upgraded TCP socket: corking it batches every frame written in one tick into one write.
     const stream = request.raw.socket as Socket | undefined
     this.#stream = typeof stream?.cork === 'function' ? stream : undefined
+    // Without permessage-deflate ws writes every frame synchronously and queues none of its own,
+    // so bytes written straight to the socket can neither overtake nor split one of its frames.
+    this.#framedStream = limits.perMessageDeflate ? undefined : this.#stream
     const rate = route.messagesPerSecond
     this.#bucket = rate > 0 ? new TokenBucket(rate) : undefined
   }
@@ -149,6 +156,25 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     }
     this.#socket.send(frame, TEXT_FRAME)
     this.compiledRoute.metrics.frameSent(type, typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length)
+  }
+
+  /**
+   * Writes a frame already framed by `textFrame`, the same bytes a topic sends to every member:
+   * straight to the TCP socket, which spares ws a header and a second buffer per member. Falls
+   * back to ws with the bare payload where ws must frame (permessage-deflate).
+   */
+  writeFramed (frame: Buffer, payload: Buffer, type: string): void {
+    if (this.#framedStream === undefined) {
+      this.write(payload, type)
+      return
+    }
+    if (this.#socket.readyState !== OPEN) return
+    if (this.#socket.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.#closeSlowConsumer()
+      return
+    }
+    this.#framedStream.write(frame)
+    this.compiledRoute.metrics.frameSent(type, payload.length)
   }
 
   /** Milliseconds until the budget allows another message of `type`; 0 when it may proceed. */

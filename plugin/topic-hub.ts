@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Broker, TopicEntry, TopicListener } from './broker/broker.js'
 import { compareOffsets } from './broker/offset.js'
 import type { Connection, Subscription } from './connection.js'
+import { textFrame } from './frame.js'
 import { topicEventFrame } from './protocol.js'
 import { startDeliverySpan } from './telemetry/tracing.js'
 
@@ -146,18 +147,23 @@ export class TopicHub {
     if (local.members.size === 0) return
     // One span per entry and node, joined to the publisher's trace; none when it was not traced.
     const span = entry.traceparent === undefined ? undefined : startDeliverySpan(entry.topic, entry.event, entry.traceparent)
-    // Framed and encoded once: every member gets the same bytes.
-    const frame = Buffer.from(frameOf(entry))
+    // Encoded and framed once: every member gets the same bytes.
+    const payload = Buffer.from(frameOf(entry))
+    const frame = textFrame(payload)
     for (const connection of local.members) {
       const subscription = connection.subscriptions.get(entry.topic)
       if (subscription === undefined) continue
-      if (subscription.pending !== null) subscription.pending.push(entry)
-      else this.#deliverTo(connection, subscription, entry, frame)
+      if (subscription.pending !== null) {
+        subscription.pending.push(entry)
+      } else if (compareOffsets(entry.offset, subscription.lastOffset) > 0) {
+        subscription.lastOffset = entry.offset
+        connection.writeFramed(frame, payload, entry.event)
+      }
     }
     span?.end()
   }
 
-  #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, frame: string | Buffer): void {
+  #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, frame: string): void {
     if (compareOffsets(entry.offset, subscription.lastOffset) <= 0) return
     subscription.lastOffset = entry.offset
     connection.write(frame, entry.event)
