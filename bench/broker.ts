@@ -1,5 +1,5 @@
 /*
- * `npm run bench` (fourth part): delivery through the broker, in one run. Latency from a `say`
+ * Delivery through the broker. Latency from a `say`
  * sent on node A to its event on a subscriber of node B, through Redis, against the same
  * delivery on one node with the in-memory broker and on one node through Redis; and
  * acknowledged publishes per second, pipelined. Nodes share the server core; clients run here
@@ -10,15 +10,13 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { WebSocket } from 'ws'
 import { startRedis } from '../test/helpers/redis.js'
-import { LOAD_CORE, RUNS, median, spread, startServer } from './harness.js'
+import { LOAD_CORE, RUNS, median, spread, startServer, stop } from './harness.js'
+import type { Section } from './report.js'
 
 const LATENCY_RATE = 500
 const LATENCY_MS = Number(process.env.BENCH_MEASURE_MS ?? 3_000)
 const THROUGHPUT_CONNECTIONS = 20
 const THROUGHPUT_INFLIGHT = 10
-
-// The clients below run in this process: keep it on the load core.
-spawn('taskset', ['-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' })
 
 async function connect (port: number): Promise<WebSocket> {
   const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, ['realtime.v1'])
@@ -85,37 +83,42 @@ async function measure (redisUrl: string | undefined, twoNodes: boolean): Promis
     for (const socket of [subscriber, publisher, ...publishers]) socket.terminate()
     return { p50, p99, publishesPerSecond }
   } finally {
-    for (const node of twoNodes ? [a, b] : [a]) {
-      node.server.disconnect()
-      await once(node.server, 'exit')
-    }
+    await stop(...(twoNodes ? [a.server, b.server] : [a.server]))
   }
 }
 
-// The tests' own redis-server helper; what it would stop after a test, this run stops at the end.
-const cleanups: Array<() => Promise<void>> = []
-const redis = await startRedis({ after: (cleanup: () => Promise<void>) => { cleanups.push(cleanup) } })
-const variants = [
-  { label: 'one node, in-memory broker', redis: false, twoNodes: false },
-  { label: 'one node, Redis broker', redis: true, twoNodes: false },
-  { label: 'node A → node B through Redis', redis: true, twoNodes: true }
-]
-const samples = variants.map((): Sample[] => [])
-try {
-  for (let run = 0; run < RUNS; run++) {
-    for (const [index, variant] of variants.entries()) {
-      samples[index]!.push(await measure(variant.redis ? redis.url : undefined, variant.twoNodes))
+export async function runBroker (): Promise<Section> {
+  // The clients run in this process: keep it on the load core while they do.
+  spawn('taskset', ['-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' })
+  // The tests' own redis-server helper; what it would stop after a test, this run stops at the end.
+  const cleanups: Array<() => Promise<void>> = []
+  const redis = await startRedis({ after: (cleanup: () => Promise<void>) => { cleanups.push(cleanup) } })
+  const variants = [
+    { label: 'one node, in-memory broker', redis: false, twoNodes: false },
+    { label: 'one node, Redis broker', redis: true, twoNodes: false },
+    { label: 'node A → node B through Redis', redis: true, twoNodes: true }
+  ]
+  const samples = variants.map((): Sample[] => [])
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      for (const [index, variant] of variants.entries()) {
+        samples[index]!.push(await measure(variant.redis ? redis.url : undefined, variant.twoNodes))
+      }
     }
+  } finally {
+    for (const cleanup of cleanups) await cleanup()
   }
-} finally {
-  for (const cleanup of cleanups) await cleanup()
-}
-
-console.log(`\nbroker delivery: ${LATENCY_RATE} say/s from one client to a subscriber, then pipelined publishes (${THROUGHPUT_CONNECTIONS} connections × ${THROUGHPUT_INFLIGHT} in flight); ${RUNS} runs, median (min–max)`)
-console.log('| path | delivery p50 ms | delivery p99 ms | acknowledged publishes/s | publishes/s vs in-memory |')
-console.log('| --- | ---: | ---: | ---: | ---: |')
-const memoryRate = median(samples[0]!.map((s) => s.publishesPerSecond))
-for (const [index, variant] of variants.entries()) {
-  const list = samples[index]!
-  console.log(`| ${variant.label} | ${spread(list.map((s) => s.p50), 2)} | ${spread(list.map((s) => s.p99), 2)} | ${spread(list.map((s) => s.publishesPerSecond), 0)} | ${(median(list.map((s) => s.publishesPerSecond)) / memoryRate).toFixed(2)}× |`)
+  const body = ['| path | delivery p50 ms | delivery p99 ms | acknowledged publishes/s | publishes/s vs in-memory |', '| --- | ---: | ---: | ---: | ---: |']
+  const memoryRate = median(samples[0]!.map((s) => s.publishesPerSecond))
+  for (const [index, variant] of variants.entries()) {
+    const list = samples[index]!
+    body.push(`| ${variant.label} | ${spread(list.map((s) => s.p50), 2)} | ${spread(list.map((s) => s.p99), 2)} | ${spread(list.map((s) => s.publishesPerSecond), 0)} | ${(median(list.map((s) => s.publishesPerSecond)) / memoryRate).toFixed(2)}× |`)
+  }
+  return {
+    title: 'Broker delivery',
+    method: `${LATENCY_RATE} \`say\`/s from one client to a subscriber (a \`ws\` client each), then acknowledged publishes pipelined over ${THROUGHPUT_CONNECTIONS} connections × ${THROUGHPUT_INFLIGHT} in flight; ` +
+      'nodes share the server core, Redis is a redis-server of this run\'s own.',
+    body,
+    verdicts: []
+  }
 }

@@ -5,10 +5,12 @@
  */
 import type { Socket } from 'node:net'
 import { createSigner } from 'fast-jwt'
-import { open } from './raw-client.js'
+import { maskedTextFrame, open } from './raw-client.js'
+import type { Wire } from './wire.js'
 
 export interface ConnectPlan {
   port: number
+  wire: Wire
   connections: number
   concurrency: number
   /** HS256 secret: each connection gets a distinct token, so no verifier cache can help. */
@@ -25,9 +27,10 @@ const startedAt = performance.now()
 await Promise.all(Array.from({ length: plan.concurrency }, async () => {
   while (next < plan.connections) {
     const index = next++
-    const { socket } = await open(plan.port, '/ws', headers[index])
+    const { socket } = await open(plan.port, plan.wire.path, headers[index])
     // Frames the server sends (the $welcome) are read and dropped, as an idle client would.
     socket.on('data', () => {})
+    for (const greeting of plan.wire.greeting) socket.write(maskedTextFrame(greeting))
     sockets.push(socket)
   }
 }))

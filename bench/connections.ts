@@ -1,19 +1,20 @@
 /*
- * `npm run bench` (second part): connection rate and memory per idle connection, for the example
- * app with every protection on against bare @fastify/websocket, in one run. 10,000 connections
- * each (BENCH_CONNECTIONS), server and load generator pinned to different cores, median of
- * BENCH_RUNS runs with min–max, runs interleaved. Both servers get the same clients, each with
- * its own signed token in `Authorization` (the bare server ignores it).
+ * Connections, side by side: how fast each server accepts 10,000 connections (BENCH_CONNECTIONS)
+ * and what each idle one costs in memory. Every client carries its own signed token in
+ * `Authorization`, which only the JWT-protected plugin reads.
  */
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ConnectPlan } from './connect-load.js'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
-import { LOAD_CORE, RUNS, ask, median, pinned, spread, startServer } from './harness.js'
-import type { ServerKind } from './servers.js'
+import type { ConnectPlan } from './connect-load.js'
+import { LOAD_CORE, RUNS, ask, median, pinned, spread, startServer, stop, type Peer } from './harness.js'
+import { BARE, PLUGIN, RAW_WS, SOCKET_IO } from './peers.js'
+import { verdict, type Section } from './report.js'
+import { wireOf } from './wire.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10_000)
 const CONCURRENCY = 100
+const PROTECTED: Peer = { label: 'fastify-realtime, full pipeline + metrics + JWT authentication', kind: 'protected' }
 
 interface Sample {
   connectionsPerSecond: number
@@ -21,21 +22,16 @@ interface Sample {
   heapPerConnection: number
 }
 
-async function measure (kind: ServerKind): Promise<Sample> {
-  const { server, port } = await startServer(kind)
-  const plan: ConnectPlan = {
-    port,
-    connections: CONNECTIONS,
-    concurrency: CONCURRENCY,
-    authSecret: BENCH_AUTH_SECRET
-  }
+async function measure (peer: Peer): Promise<Sample> {
+  const { server, port } = await startServer(peer.kind, peer.options)
+  const plan: ConnectPlan = { port, wire: wireOf(peer.kind), connections: CONNECTIONS, concurrency: CONCURRENCY, authSecret: BENCH_AUTH_SECRET }
   try {
     await sleep(500)
     const before = await ask<NodeJS.MemoryUsage>(server, 'memory')
     const load = pinned(LOAD_CORE, ['bench/connect-load.ts', JSON.stringify(plan)])
     try {
       const [result] = await once(load, 'message') as [{ opened: number, seconds: number }]
-      if (result.opened !== CONNECTIONS) throw new Error(`${kind}: opened ${result.opened} of ${CONNECTIONS}`)
+      if (result.opened !== CONNECTIONS) throw new Error(`${peer.label}: opened ${result.opened} of ${CONNECTIONS}`)
       await sleep(1_000)
       const after = await ask<NodeJS.MemoryUsage>(server, 'memory')
       return {
@@ -44,40 +40,42 @@ async function measure (kind: ServerKind): Promise<Sample> {
         heapPerConnection: (after.heapUsed - before.heapUsed) / CONNECTIONS
       }
     } finally {
-      load.disconnect()
-      await once(load, 'exit')
+      await stop(load)
     }
   } finally {
-    server.disconnect()
-    await once(server, 'exit')
+    await stop(server)
   }
 }
 
-const KINDS = (process.env.BENCH_KINDS?.split(',') ?? ['bare', 'guarded', 'protected']) as ServerKind[]
-const LABELS: Partial<Record<ServerKind, string>> = {
-  bare: 'bare @fastify/websocket',
-  guarded: 'fastify-realtime: rate limits, caps, Origin, idle/heartbeat, metrics',
-  protected: 'fastify-realtime: all of the above and JWT authentication'
+export async function runConnections (): Promise<Section> {
+  const peers = [RAW_WS, BARE, SOCKET_IO, PLUGIN, PROTECTED]
+  const samples = new Map<Peer, Sample[]>(peers.map((peer) => [peer, []]))
+  for (let run = 0; run < RUNS; run++) {
+    for (const peer of peers) samples.get(peer)!.push(await measure(peer))
+  }
+  const ratio = (peer: Peer, versus: Peer, pick: (sample: Sample) => number): number =>
+    median(samples.get(peer)!.map(pick)) / median(samples.get(versus)!.map(pick))
+  const body = [
+    '| server | connections/s | RSS KB per idle connection | heap KB per idle connection | RSS vs bare |',
+    '| --- | ---: | ---: | ---: | ---: |'
+  ]
+  for (const peer of peers) {
+    const list = samples.get(peer)!
+    body.push(`| ${peer.label} | ${spread(list.map((s) => s.connectionsPerSecond), 0)} | ${spread(list.map((s) => s.rssPerConnection), 1, 1024)} | ` +
+      `${spread(list.map((s) => s.heapPerConnection), 1, 1024)} | ${ratio(peer, BARE, (s) => s.rssPerConnection).toFixed(2)}× |`)
+  }
+  const memory = ratio(PLUGIN, BARE, (s) => s.rssPerConnection)
+  const versusSocketIo = ratio(PLUGIN, SOCKET_IO, (s) => s.connectionsPerSecond)
+  const withJwt = ratio(PROTECTED, BARE, (s) => s.connectionsPerSecond)
+  return {
+    title: `${CONNECTIONS.toLocaleString('en')} connections`,
+    method: `${CONNECTIONS.toLocaleString('en')} WebSocket handshakes, ${CONCURRENCY} in flight, from raw TCP clients (Socket.IO's also join its main namespace); ` +
+      'then the server collects garbage twice and the growth of its RSS and heap is divided by the connections held.',
+    body,
+    verdicts: [
+      verdict('RSS per idle connection ≤ 1.3× bare @fastify/websocket', memory, memory <= 1.3),
+      verdict('connections per second ≥ 1.5× Socket.IO', versusSocketIo, versusSocketIo >= 1.5),
+      verdict('connections per second with JWT authentication ≥ 0.9× bare @fastify/websocket', withJwt, withJwt >= 0.9)
+    ]
+  }
 }
-const samples = new Map<ServerKind, Sample[]>(KINDS.map((kind) => [kind, []]))
-for (let run = 0; run < RUNS; run++) {
-  for (const kind of KINDS) samples.get(kind)!.push(await measure(kind))
-}
-
-console.log(`\nconnections: ${CONNECTIONS.toLocaleString('en')} idle connections per run, ${CONCURRENCY} handshakes in flight; ${RUNS} runs, median (min–max)`)
-console.log('| server | connections/s | RSS KB per idle connection | heap KB per idle connection |')
-console.log('| --- | ---: | ---: | ---: |')
-for (const kind of KINDS) {
-  const list = samples.get(kind)!
-  console.log(`| ${LABELS[kind] ?? kind} | ${spread(list.map((s) => s.connectionsPerSecond), 0)} | ${spread(list.map((s) => s.rssPerConnection), 1, 1024)} | ${spread(list.map((s) => s.heapPerConnection), 1, 1024)} |`)
-}
-const bare = samples.get('bare')!
-const ratio = (kind: ServerKind, pick: (sample: Sample) => number): number =>
-  median(samples.get(kind)!.map(pick)) / median(bare.map(pick))
-if (!KINDS.includes('protected') || !KINDS.includes('guarded')) process.exit(0)
-const rate = ratio('protected', (s) => s.connectionsPerSecond)
-const guardedRate = ratio('guarded', (s) => s.connectionsPerSecond)
-const memory = ratio('protected', (s) => s.rssPerConnection)
-console.log('')
-console.log(`target: connection rate with auth and rate limiting ≥ 0.9× bare — ${rate.toFixed(2)}× ${rate >= 0.9 ? 'met' : 'MISSED'} (without JWT auth: ${guardedRate.toFixed(2)}×)`)
-console.log(`target: RSS per idle connection, every protection on, ≤ 1.3× bare — ${memory.toFixed(2)}× ${memory <= 1.3 ? 'met' : 'MISSED'}`)

@@ -1,62 +1,78 @@
 /*
- * `npm run bench`: echo throughput and server CPU per message of the example app's /ws against
- * a bare @fastify/websocket echo and a hand-written JSON + compiled-TypeBox echo, in one run.
- * Server and load generator are pinned to different cores; runs are interleaved and each figure
- * is the median of BENCH_RUNS runs with its min–max. Ratios compare servers within this run only.
+ * Echo, side by side: pipelined throughput, ping-pong throughput, and latency and server CPU per
+ * message at fixed rates, for the plugin (with and without tracing) against raw ws, bare
+ * @fastify/websocket, a hand-written JSON + TypeBox echo and Socket.IO 4.
  */
-import { availableParallelism, cpus } from 'node:os'
-import { LOAD_CORE, MEASURE_MS, MULTI_CORE, RUNS, SERVER_CORE, WARMUP_MS, measureEcho, median, spread, type EchoSample } from './harness.js'
+import { RUNS, measureEcho, median, spread, startOtlpSink, type EchoSample, type Peer } from './harness.js'
 import type { LoadPlan } from './load.js'
-import type { ServerKind } from './servers.js'
-
-const SERVERS = ['bare', 'handwritten', 'plugin'] as const satisfies ServerKind[]
-const LABELS: Record<typeof SERVERS[number], string> = {
-  bare: 'bare @fastify/websocket echo',
-  handwritten: 'hand-written JSON + TypeBox echo',
-  plugin: 'fastify-realtime (example app /ws)'
-}
+import { BARE, HANDWRITTEN, PLUGIN, RAW_WS, SOCKET_IO, tracedPlugin } from './peers.js'
+import { verdict, type Section, type Verdict } from './report.js'
 
 interface Scenario {
   name: string
-  plan: Omit<LoadPlan, 'port' | 'path' | 'payload'>
+  plan: Omit<LoadPlan, 'port' | 'wire'>
 }
 
+const RATES = (process.env.BENCH_ECHO_RATES ?? '5000,20000').split(',').map(Number)
 const SCENARIOS: Scenario[] = [
   { name: 'pipelined: 50 connections × 10 in flight', plan: { connections: 50, inflight: 10 } },
-  { name: 'fixed rate: 20,000 msg/s over 50 connections', plan: { connections: 50, ratePerSecond: 20_000 } }
+  { name: 'ping-pong: 50 connections × 1 in flight', plan: { connections: 50, inflight: 1 } },
+  ...RATES.map((rate) => ({ name: `fixed rate: ${rate.toLocaleString('en')} msg/s over 50 connections`, plan: { connections: 50, ratePerSecond: rate } }))
 ]
 
-console.log(`fastify-realtime echo benchmark — ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}`)
-console.log(`server on core ${SERVER_CORE}, load generator on core ${LOAD_CORE}; ${RUNS} runs of ${MEASURE_MS} ms after ${WARMUP_MS} ms warm-up; median (min–max)`)
-if (!MULTI_CORE) console.log('warning: one core only, server and load generator share it')
-
-const verdicts: string[] = []
-for (const scenario of SCENARIOS) {
-  const samples = new Map<ServerKind, EchoSample[]>(SERVERS.map((kind) => [kind, []]))
-  for (let run = 0; run < RUNS; run++) {
-    for (const kind of SERVERS) samples.get(kind)!.push(await measureEcho(kind, scenario.plan))
+export async function runEcho (): Promise<Section> {
+  const sink = await startOtlpSink()
+  const traced = tracedPlugin(sink.url)
+  const peers: Peer[] = [RAW_WS, BARE, HANDWRITTEN, SOCKET_IO, PLUGIN, traced]
+  const body: string[] = []
+  const verdicts: Verdict[] = []
+  try {
+    for (const scenario of SCENARIOS) {
+      const samples = new Map<Peer, EchoSample[]>(peers.map((peer) => [peer, []]))
+      for (let run = 0; run < RUNS; run++) {
+        for (const peer of peers) samples.get(peer)!.push(await measureEcho(peer, scenario.plan))
+      }
+      const rate = (peer: Peer): number => median(samples.get(peer)!.map((s) => s.messagesPerSecond))
+      const cpu = (peer: Peer): number => median(samples.get(peer)!.map((s) => s.cpuMicrosPerMessage))
+      const fixedRate = scenario.plan.ratePerSecond !== undefined
+      body.push(`### ${scenario.name}`, '')
+      if (fixedRate) {
+        body.push('| server | latency p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | CPU/msg vs bare |', '| --- | ---: | ---: | ---: | ---: | ---: |')
+      } else {
+        body.push('| server | msg/s | server CPU µs/msg | msg/s vs bare | msg/s vs Socket.IO |', '| --- | ---: | ---: | ---: | ---: |')
+      }
+      for (const peer of peers) {
+        const list = samples.get(peer)!
+        const cpuCell = spread(list.map((s) => s.cpuMicrosPerMessage), 2)
+        if (fixedRate) {
+          const latency = (pick: (l: NonNullable<EchoSample['latency']>) => number): string =>
+            spread(list.map((s) => s.latency === undefined ? NaN : pick(s.latency)), 2)
+          body.push(`| ${peer.label} | ${latency((l) => l.p50)} | ${latency((l) => l.p99)} | ${latency((l) => l.p999)} | ${cpuCell} | ${(cpu(peer) / cpu(BARE)).toFixed(2)}× |`)
+        } else {
+          body.push(`| ${peer.label} | ${spread(list.map((s) => s.messagesPerSecond), 0)} | ${cpuCell} | ${(rate(peer) / rate(BARE)).toFixed(2)}× | ${(rate(peer) / rate(SOCKET_IO)).toFixed(2)}× |`)
+        }
+      }
+      body.push('')
+      if (scenario.plan.inflight === 10) {
+        verdicts.push(verdict('pipelined echo throughput ≥ 1.5× bare @fastify/websocket', rate(PLUGIN) / rate(BARE), rate(PLUGIN) / rate(BARE) >= 1.5))
+        verdicts.push(verdict('pipelined echo throughput ≥ 1.5× Socket.IO', rate(PLUGIN) / rate(SOCKET_IO), rate(PLUGIN) / rate(SOCKET_IO) >= 1.5))
+      } else if (scenario.plan.inflight === 1) {
+        verdicts.push(verdict('ping-pong throughput ≥ 0.8× bare @fastify/websocket', rate(PLUGIN) / rate(BARE), rate(PLUGIN) / rate(BARE) >= 0.8))
+        verdicts.push(verdict('ping-pong throughput ≥ 1.5× Socket.IO', rate(PLUGIN) / rate(SOCKET_IO), rate(PLUGIN) / rate(SOCKET_IO) >= 1.5))
+      } else if (scenario.plan.ratePerSecond === Math.max(...RATES)) {
+        const versusHandwritten = cpu(PLUGIN) / cpu(HANDWRITTEN)
+        verdicts.push(verdict(`server CPU per message at ${scenario.plan.ratePerSecond.toLocaleString('en')} msg/s ≤ 1.3× the hand-written echo`, versusHandwritten, versusHandwritten <= 1.3))
+      }
+    }
+  } finally {
+    sink.close()
   }
-  const medians = new Map(SERVERS.map((kind) => {
-    const list = samples.get(kind)!
-    return [kind, { rate: median(list.map((s) => s.messagesPerSecond)), cpu: median(list.map((s) => s.cpuMicrosPerMessage)) }]
-  }))
-  const handwritten = medians.get('handwritten')!
-  const bare = medians.get('bare')!
-  console.log(`\n${scenario.name}`)
-  console.log('| server | msg/s | server CPU µs/msg | CPU/msg vs hand-written | msg/s vs bare |')
-  console.log('| --- | ---: | ---: | ---: | ---: |')
-  for (const kind of SERVERS) {
-    const list = samples.get(kind)!
-    const own = medians.get(kind)!
-    console.log(`| ${LABELS[kind]} | ${spread(list.map((s) => s.messagesPerSecond), 0)} | ${spread(list.map((s) => s.cpuMicrosPerMessage), 2)} | ` +
-      `${(own.cpu / handwritten.cpu).toFixed(2)}× | ${(own.rate / bare.rate).toFixed(2)}× |`)
-  }
-  if (scenario.plan.ratePerSecond !== undefined) {
-    const ratio = medians.get('plugin')!.cpu / handwritten.cpu
-    verdicts.push(`target: full pipeline ≤ 1.3× the hand-written echo's server CPU per message at a fixed rate — ${ratio.toFixed(2)}× ${ratio <= 1.3 ? 'met' : 'MISSED'}`)
-  } else {
-    verdicts.push(`pipelined throughput vs bare @fastify/websocket: ${(medians.get('plugin')!.rate / bare.rate).toFixed(2)}×`)
+  return {
+    title: 'Echo',
+    method: 'Each server echoes `{"type":"echo",…}` (Socket.IO: an `echo` event). The load generator is raw TCP with pre-masked frames, ' +
+      'so it costs little on its core; pipelined and ping-pong runs count replies, fixed-rate runs time each reply against its send. ' +
+      'Server CPU is user + system time of the server process over the window.',
+    body,
+    verdicts
   }
 }
-console.log('')
-for (const verdict of verdicts) console.log(verdict)

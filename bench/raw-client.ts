@@ -8,13 +8,19 @@ import { connect, type Socket } from 'node:net'
 /** A client frame: FIN + text opcode, masked (servers reject unmasked client frames). */
 export function maskedTextFrame (text: string): Buffer {
   const payload = Buffer.from(text)
-  if (payload.length >= 126) throw new Error('bench payloads stay under 126 bytes')
+  if (payload.length > 0xffff) throw new Error('bench payloads stay under 64 KiB')
+  const header = payload.length < 126 ? 2 : 4
   const mask = randomBytes(4)
-  const frame = Buffer.alloc(2 + 4 + payload.length)
+  const frame = Buffer.alloc(header + 4 + payload.length)
   frame[0] = 0x81
-  frame[1] = 0x80 | payload.length
-  mask.copy(frame, 2)
-  for (let i = 0; i < payload.length; i++) frame[6 + i] = (payload[i] as number) ^ (mask[i % 4] as number)
+  if (header === 2) {
+    frame[1] = 0x80 | payload.length
+  } else {
+    frame[1] = 0x80 | 126
+    frame.writeUInt16BE(payload.length, 2)
+  }
+  mask.copy(frame, header)
+  for (let i = 0; i < payload.length; i++) frame[header + 4 + i] = (payload[i] as number) ^ (mask[i % 4] as number)
   return frame
 }
 

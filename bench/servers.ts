@@ -1,40 +1,39 @@
 /*
  * The servers `npm run bench` compares, one per process: `node --import tsx bench/servers.ts <kind>`.
  * It prints its port on stdout and answers `cpu` and `memory` messages on the IPC channel.
+ *
+ * Every peer serves the same three things on the same socket, so one load generator drives them
+ * all: an echo, a subscription to one broadcast group, and a publish to that group (see
+ * bench/wire.ts for each peer's frames).
  */
+import { createServer } from 'node:http'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyMetrics from 'fastify-metrics'
+import { Server as SocketIoServer } from 'socket.io'
 import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
+import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { buildApp } from '../app/app.js'
-import realtime from '../plugin/index.js'
-import { loadConfig } from '../app/config.js'
 import { declareChatRoute } from '../app/chat-route.js'
-import fastifyMetrics from 'fastify-metrics'
+import { loadConfig } from '../app/config.js'
+import realtime from '../plugin/index.js'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
+import { isPublish, isSubscribe } from './wire.js'
 
-export type ServerKind = 'plugin' | 'protected' | 'guarded' | 'minimal' | 'bare' | 'handwritten' | 'metrics-on' | 'metrics-off' | 'chat'
+export type ServerKind = 'ws' | 'bare' | 'handwritten' | 'socketio' | 'plugin' | 'protected' | 'metrics-on' | 'metrics-off' | 'chat'
 
-/** The example app itself, with the message budget raised so that it never limits the load. */
-async function pluginServer (): Promise<FastifyInstance> {
-  return await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000' }))
+interface Listening {
+  port: number
+  close: () => Promise<void>
 }
 
 /**
- * The example app with every protection on: JWT authentication, upgrade rate limiting (set
- * high: every client here shares one IP), a connection cap, idle timeout, Origin policy,
- * heartbeats, slow-consumer limit and metrics.
+ * The example app with every protection on: upgrade rate limiting (set high: every client here
+ * shares one IP), a connection cap, idle timeout, Origin policy, heartbeats, slow-consumer limit,
+ * a per-connection message budget (high enough never to refuse), validation and metrics.
  */
-async function protectedServer (): Promise<FastifyInstance> {
-  return await buildApp(loadConfig({ ...GUARDS, AUTH_SECRET: BENCH_AUTH_SECRET }))
-}
-
-/** The same protections without authentication, to show what a JWT check costs per handshake. */
-async function guardedServer (): Promise<FastifyInstance> {
-  return await buildApp(loadConfig(GUARDS))
-}
-
-const GUARDS = {
+const PROTECTIONS = {
   LOG_LEVEL: 'warn',
   WS_UPGRADE_RATE_LIMIT: '1000000000',
   WS_MAX_CONNECTIONS: '50000',
@@ -43,18 +42,63 @@ const GUARDS = {
   WS_MESSAGES_PER_SECOND: '100000000'
 }
 
-/** `@fastify/websocket` sending every frame back unread: the floor for any protocol. */
-async function bareServer (): Promise<FastifyInstance> {
+async function listenFastify (app: FastifyInstance): Promise<Listening> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
+  return { port: address.port, close: async () => await app.close() }
+}
+
+/** One broadcast group for the peers without topics: who subscribed, and a loop that sends to each. */
+class Group {
+  readonly members = new Set<WebSocket>()
+
+  handle (socket: WebSocket, data: RawData, isBinary: boolean): void {
+    const bytes = data as Buffer
+    if (isPublish(bytes)) {
+      // The broadcast loop ws's README shows: one send per member.
+      for (const member of this.members) {
+        if (member.readyState === WebSocket.OPEN) member.send(bytes, { binary: false })
+      }
+    } else if (isSubscribe(bytes)) {
+      this.members.add(socket)
+      socket.once('close', () => this.members.delete(socket))
+    } else {
+      socket.send(bytes, { binary: isBinary })
+    }
+  }
+}
+
+/** Raw `ws`: the floor for any WebSocket server in Node. */
+async function wsServer (): Promise<Listening> {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await new Promise((resolve) => server.once('listening', resolve))
+  const group = new Group()
+  server.on('connection', (socket) => {
+    socket.on('message', (data, isBinary) => group.handle(socket, data, isBinary))
+  })
+  return {
+    port: (server.address() as { port: number }).port,
+    close: async () => {
+      for (const client of server.clients) client.terminate()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }
+}
+
+/** `@fastify/websocket` sending every frame back unread: the floor for a Fastify route. */
+async function bareServer (): Promise<Listening> {
   const app = Fastify()
   await app.register(fastifyWebsocket)
+  const group = new Group()
   app.get('/ws', { websocket: true }, (socket) => {
-    socket.on('message', (data, isBinary) => socket.send(data as Buffer, { binary: isBinary }))
+    socket.on('message', (data, isBinary) => group.handle(socket, data, isBinary))
   })
-  return app
+  return await listenFastify(app)
 }
 
 /** What a careful developer writes by hand: JSON, a compiled TypeBox check, a `$reply`. */
-async function handwrittenServer (): Promise<FastifyInstance> {
+async function handwrittenServer (): Promise<Listening> {
   const app = Fastify()
   await app.register(fastifyWebsocket)
   const echo = Compile(Type.Object({ text: Type.String({ maxLength: 1000 }) }))
@@ -71,54 +115,56 @@ async function handwrittenServer (): Promise<FastifyInstance> {
       }
     })
   })
-  return app
-}
-
-/** The plugin alone on a bare Fastify: no fastify-metrics, no rate limiter, defaults otherwise. */
-async function minimalServer (): Promise<FastifyInstance> {
-  const app = Fastify()
-  await app.register(realtime, { metrics: false })
-  app.wsRoute('/ws')
-  return app
+  return await listenFastify(app)
 }
 
 /**
- * The example app's route without the app's logger, with or without fastify-metrics and the
- * plugin's ws_* metrics: what metrics cost per message. Started with `--import ./app/otel.ts`,
- * it also measures tracing.
+ * Socket.IO 4 over its websocket transport only (no polling, no upgrade dance), the way its docs
+ * tune it for throughput: events echoed, a room joined, `socket.to(room).emit` for broadcasts.
  */
-async function chatServer (withMetrics: boolean): Promise<FastifyInstance> {
+async function socketIoServer (): Promise<Listening> {
+  const http = createServer()
+  // A heartbeat slower than any run keeps ping frames out of the reply counts.
+  const io = new SocketIoServer(http, { transports: ['websocket'], serveClient: false, pingInterval: 600_000, pingTimeout: 600_000 })
+  io.on('connection', (socket) => {
+    socket.on('echo', (data: unknown) => socket.emit('echo', data))
+    // The in-memory adapter joins synchronously.
+    socket.on('join', () => { socket.join('bench') })
+    socket.on('say', (data: unknown) => socket.to('bench').emit('message', data))
+  })
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (http.address() as { port: number }).port,
+    close: async () => { await new Promise((resolve) => io.close(resolve)) }
+  }
+}
+
+/** The example app's route without the app's logger, with or without metrics: what metrics cost. */
+async function chatServer (withMetrics: boolean): Promise<Listening> {
   const app = Fastify()
   if (withMetrics) await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
   await app.register(realtime, { metrics: withMetrics ? undefined : false, messagesPerSecond: 100_000_000 })
   declareChatRoute(app)
-  return app
+  return await listenFastify(app)
 }
 
-/** The example app as configured by the environment (REDIS_URL for the Redis broker), budget raised. */
-async function chat (): Promise<FastifyInstance> {
-  return await buildApp(loadConfig({ ...process.env, LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000' }))
-}
-
-const builders: Record<ServerKind, () => Promise<FastifyInstance>> = {
-  chat,
+const builders: Record<ServerKind, () => Promise<Listening>> = {
+  ws: wsServer,
+  bare: bareServer,
+  handwritten: handwrittenServer,
+  socketio: socketIoServer,
+  plugin: async () => await listenFastify(await buildApp(loadConfig(PROTECTIONS))),
+  protected: async () => await listenFastify(await buildApp(loadConfig({ ...PROTECTIONS, AUTH_SECRET: BENCH_AUTH_SECRET }))),
   'metrics-on': async () => await chatServer(true),
   'metrics-off': async () => await chatServer(false),
-  minimal: minimalServer,
-  plugin: pluginServer,
-  protected: protectedServer,
-  guarded: guardedServer,
-  bare: bareServer,
-  handwritten: handwrittenServer
+  // As configured by the environment (REDIS_URL for the Redis broker), budget raised.
+  chat: async () => await listenFastify(await buildApp(loadConfig({ ...process.env, LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000' })))
 }
 
 const kind = process.argv[2] as ServerKind
 const build = builders[kind]
 if (build === undefined) throw new Error(`unknown server kind ${kind}: use ${Object.keys(builders).join(', ')}`)
-const app = await build()
-await app.listen({ port: 0, host: '127.0.0.1' })
-const address = app.server.address()
-if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
+const server = await build()
 process.on('message', (message) => {
   if (message === 'cpu') process.send?.(process.cpuUsage())
   if (message === 'memory') {
@@ -130,6 +176,6 @@ process.on('message', (message) => {
   }
 })
 process.on('disconnect', () => {
-  app.close().finally(() => process.exit(0)).catch(() => process.exit(1))
+  server.close().finally(() => process.exit(0)).catch(() => process.exit(1))
 })
-console.log(address.port)
+console.log(server.port)

@@ -1,0 +1,75 @@
+/*
+ * How benchmark results are told: each part returns a section (tables and verdicts against
+ * targets), printed as it completes and gathered into BENCHMARKS.md at the end of a full run.
+ */
+import { execFileSync } from 'node:child_process'
+import { availableParallelism, cpus, totalmem } from 'node:os'
+import { LOAD_CORE, MEASURE_MS, RUNS, SERVER_CORE, WARMUP_MS } from './harness.js'
+
+export interface Verdict {
+  target: string
+  /** The measured ratio or value, as printed. */
+  measured: string
+  met: boolean
+}
+
+export interface Section {
+  title: string
+  /** What was measured and how, in a sentence or two. */
+  method: string
+  /** Markdown lines: one or more tables. */
+  body: string[]
+  verdicts: Verdict[]
+}
+
+export function verdict (target: string, ratio: number, met: boolean): Verdict {
+  return { target, measured: `${ratio.toFixed(2)}×`, met }
+}
+
+export function renderSection (section: Section): string {
+  const lines = [`## ${section.title}`, '', section.method, '', ...section.body]
+  if (section.verdicts.length > 0) {
+    lines.push('', '| target | measured | |', '| --- | ---: | --- |')
+    for (const { target, measured, met } of section.verdicts) lines.push(`| ${target} | ${measured} | ${met ? 'met' : '**missed**'} |`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+function commandOutput (program: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(program, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return undefined
+  }
+}
+
+export function machineDescription (): string {
+  const commit = commandOutput('git', ['rev-parse', '--short', 'HEAD']) ?? 'unknown'
+  const kernel = commandOutput('uname', ['-sr']) ?? 'unknown kernel'
+  return [
+    `- CPU: ${cpus()[0]?.model ?? 'unknown'}, ${availableParallelism()} cores; ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${kernel}`,
+    `- Node ${process.version}; commit ${commit}`,
+    `- server pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE} (\`taskset\`); ${RUNS} runs of ${MEASURE_MS} ms after ${WARMUP_MS} ms warm-up, peers interleaved in each run`,
+    '- each figure: median (min–max) of the runs; ratios compare medians of this run only'
+  ].join('\n')
+}
+
+export function renderDocument (sections: Section[], minutes: number): string {
+  const verdicts = sections.flatMap((section) => section.verdicts)
+  const summary = ['| target | measured | |', '| --- | ---: | --- |',
+    ...verdicts.map(({ target, measured, met }) => `| ${target} | ${measured} | ${met ? 'met' : '**missed**'} |`)]
+  return [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} minutes; run it again to refresh every figure.`,
+    'Servers and load generators are this repository\'s `bench/` code: read it to see exactly what each peer does.',
+    '',
+    machineDescription(),
+    '',
+    '## Targets',
+    '',
+    ...summary,
+    '',
+    ...sections.map(renderSection)
+  ].join('\n')
+}

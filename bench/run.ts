@@ -1,0 +1,44 @@
+/*
+ * `npm run bench`: every comparison in one run, each section printed as it completes, then
+ * BENCHMARKS.md rewritten from this run's figures. BENCH_PARTS=echo,fanout,… runs some parts
+ * only (and leaves BENCHMARKS.md alone).
+ */
+import { writeFile } from 'node:fs/promises'
+import { runBroker } from './broker.js'
+import { runConnections } from './connections.js'
+import { runEcho } from './echo.js'
+import { runFanout } from './fanout.js'
+import { MULTI_CORE } from './harness.js'
+import { runObservability } from './observability.js'
+import { machineDescription, renderDocument, renderSection, type Section } from './report.js'
+
+const PARTS: Record<string, () => Promise<Section>> = {
+  echo: runEcho,
+  fanout: runFanout,
+  connections: runConnections,
+  observability: runObservability,
+  // Last: it pins this process to the load core for its in-process clients.
+  broker: runBroker
+}
+
+const chosen = process.env.BENCH_PARTS?.split(',') ?? Object.keys(PARTS)
+const unknown = chosen.filter((part) => PARTS[part] === undefined)
+if (unknown.length > 0) throw new Error(`unknown BENCH_PARTS ${unknown.join(', ')}: use ${Object.keys(PARTS).join(', ')}`)
+
+console.log('fastify-realtime benchmarks')
+console.log(machineDescription())
+if (!MULTI_CORE) console.log('warning: one core only, server and load generator share it')
+const startedAt = performance.now()
+const sections: Section[] = []
+for (const part of chosen) {
+  const section = await PARTS[part]!()
+  sections.push(section)
+  console.log('\n' + renderSection(section))
+}
+const minutes = (performance.now() - startedAt) / 60_000
+if (chosen.length === Object.keys(PARTS).length) {
+  await writeFile(new URL('../BENCHMARKS.md', import.meta.url), renderDocument(sections, minutes))
+  console.log(`BENCHMARKS.md written (${minutes.toFixed(1)} minutes)`)
+}
+const missed = sections.flatMap((section) => section.verdicts).filter((verdict) => !verdict.met)
+if (missed.length > 0) console.log(`targets missed: ${missed.map((verdict) => verdict.target).join('; ')}`)
