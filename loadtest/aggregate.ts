@@ -76,9 +76,10 @@ export class Aggregate {
     const open = this.open
     this.peakOpen = Math.max(this.peakOpen, open)
 
-    // A tick covers the second before it: its middle decides where it belongs.
-    const second = Math.floor((tick.at - TICK_MS / 2 - this.origin) / 1_000)
-    if (second < 0) return
+    // A tick covers the second before it: its middle decides where it belongs. One that ends
+    // after measuring began holds measured work, so it goes to the first second, not away.
+    if (tick.at <= this.origin) return
+    const second = Math.max(0, Math.floor((tick.at - TICK_MS / 2 - this.origin) / 1_000))
     this.#fill(this.#seconds, second, tick, open)
     if (this.#intervalMs !== undefined) this.#fill(this.#intervalBuckets, Math.floor(second * 1_000 / this.#intervalMs), tick, open)
     this.#settle(second - LATE_SECONDS)

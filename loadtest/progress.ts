@@ -36,7 +36,9 @@ export class ProgressLine {
       `p99 ${formatMs(last?.p99)}`,
       `errors ${formatCount(aggregate.counters[this.#profile.failures] ?? 0)}`
     ].join('  ')
-    this.#stream.write(`\r\x1b[K${line.slice(0, Math.max(20, (this.#stream.columns ?? 120) - 1))}`)
+    // A terminal that reports no width (some CI pseudo-terminals) gets a common one.
+    const width = this.#stream.columns > 0 ? this.#stream.columns : 120
+    this.#stream.write(`\r\x1b[K${line.slice(0, width - 1)}`)
     this.#shown = true
   }
 
