@@ -96,6 +96,13 @@ export class Aggregate {
     this.intervals.sort((a, b) => a.index - b.index)
   }
 
+  /** p99 of the newest second, possibly still incomplete: for the live progress line only. */
+  latestP99 (): number | undefined {
+    const newest = Math.max(-1, ...this.#seconds.keys())
+    const bucket = this.#seconds.get(newest)
+    return bucket === undefined ? this.timeline.at(-1)?.p99 : summarize(bucket.latency)?.p99
+  }
+
   #fill (buckets: Map<number, Bucket>, key: number, tick: Tick, open: number): void {
     let bucket = buckets.get(key)
     if (bucket === undefined) {

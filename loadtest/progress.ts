@@ -28,12 +28,11 @@ export class ProgressLine {
     const throughput = aggregate.counters[this.#profile.throughput] ?? 0
     const perSecond = throughput - this.#lastThroughput
     this.#lastThroughput = throughput
-    const last = aggregate.timeline.at(-1)
     const line = [
       `[${this.#scenario}] ${formatDuration(state.elapsedMs)} / ${formatDuration(state.totalMs)} ${state.phase}`,
       `open ${formatCount(aggregate.open)}`,
       `${formatRate(perSecond)} ${this.#profile.throughputLabel}`,
-      `p99 ${formatMs(last?.p99)}`,
+      `p99 ${formatMs(aggregate.latestP99())}`,
       `errors ${formatCount(aggregate.counters[this.#profile.failures] ?? 0)}`
     ].join('  ')
     // A terminal that reports no width (some CI pseudo-terminals) gets a common one.
