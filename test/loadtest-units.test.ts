@@ -10,6 +10,7 @@ import { METRICS } from '../loadtest/metrics.js'
 import { compareOffsets } from '../loadtest/offsets.js'
 import { backoffDelay, shareOf } from '../loadtest/pacing.js'
 import { readSample } from '../loadtest/prometheus.js'
+import { SequenceWindow } from '../loadtest/scenarios/fanout.js'
 import { evaluateThresholds, parseThreshold, ThresholdError } from '../loadtest/thresholds.js'
 
 test('durations: every unit, fractions, ranges; a bare number or a reversed range is refused', () => {
@@ -151,4 +152,10 @@ test('flags: defaults per scenario, and mistakes named before anything runs', ()
     [['soak', '--interval', '500ms'], /at least 1s/]
   ]
   for (const [argv, message] of refusals) assert.throws(() => parseOptions(argv), (err: Error) => err instanceof UsageError && message.test(err.message), argv.join(' '))
+})
+
+test('fan-out counts a repeat once as a duplicate and a late arrival as new, holding only the gaps', () => {
+  const window = new SequenceWindow()
+  assert.deepEqual([1, 2, 2, 5, 4, 4, 3, 5, 6].map((sequence) => window.accept(sequence)),
+    [true, true, false, true, true, false, true, false, true])
 })

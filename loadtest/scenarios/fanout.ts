@@ -95,8 +95,8 @@ abstract class Peer {
 class Subscriber extends Peer {
   readonly #pattern: RegExp
   readonly #delivery: { lastAt: number }
-  /** Marker keys received, to count each delivery once; bounded by the publishes of one run. */
-  readonly #seen = new Set<string>()
+  /** What arrived from each publisher, to count each delivery once. */
+  readonly #seen = new Map<string, SequenceWindow>()
   #lastOffset: string | undefined
   #epoch: string | undefined
   #subscribeId = 0
@@ -135,12 +135,15 @@ class Subscriber extends Peer {
     }
     const [, publisher, sequence, sentAtText] = marker
     const sentAt = Number(sentAtText)
-    const key = `${publisher}-${sequence}`
-    if (this.#seen.has(key)) {
+    let window = this.#seen.get(publisher!)
+    if (window === undefined) {
+      window = new SequenceWindow()
+      this.#seen.set(publisher!, window)
+    }
+    if (!window.accept(Number(sequence))) {
       recorder.count('duplicates', 1, sentAt)
       return
     }
-    this.#seen.add(key)
     if (this.#lastOffset !== undefined && compareOffsets(frame.offset, this.#lastOffset) < 0) recorder.count('out_of_order', 1, sentAt)
     else this.#lastOffset = frame.offset
     this.#delivery.lastAt = receivedAt
@@ -219,5 +222,24 @@ class Publisher extends Peer {
     } else {
       countError(this.context.recorder, errorCode(frame), sentAt)
     }
+  }
+}
+
+/**
+ * The sequence numbers seen from one publisher, in memory that grows with what is missing rather
+ * than with what arrived: the highest seen, and the gaps below it still waited for.
+ */
+export class SequenceWindow {
+  #highest = 0
+  readonly #gaps = new Set<number>()
+
+  /** True the first time `sequence` (from 1) is seen, false for a repeat. */
+  accept (sequence: number): boolean {
+    if (sequence > this.#highest) {
+      for (let missing = this.#highest + 1; missing < sequence; missing++) this.#gaps.add(missing)
+      this.#highest = sequence
+      return true
+    }
+    return this.#gaps.delete(sequence)
   }
 }
