@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { TopicEntry } from './broker/broker.js'
 import { nextConnectionId } from './connection-id.js'
+import { headerBytes, textFrame, textFrameOf } from './frame.js'
 import { DEFAULTS } from './defaults.js'
 import { FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import { RefusalCounter, TokenBucket } from './limits.js'
@@ -81,8 +82,15 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     // The upgraded TCP socket: corking it batches every frame written in one tick into one write.
     const stream = request.raw.socket as Socket | undefined
     this.#stream = typeof stream?.cork === 'function' ? stream : undefined
+    if (this.#stream !== undefined) {
+      // Corked around each read: ws parses a read's frames synchronously in its own 'data'
+      // listener, so every reply they cause leaves in one write when the read is done.
+      this.#stream.prependListener('data', corkForRead)
+      this.#stream.on('data', uncorkAfterRead)
+    }
     // Without permessage-deflate ws writes every frame synchronously and queues none of its own,
-    // so bytes written straight to the socket can neither overtake nor split one of its frames.
+    // so frames written straight to the socket can neither overtake nor split one of its own
+    // (close, ping). Framing here makes one chunk per frame where ws makes two.
     this.#framedStream = limits.perMessageDeflate ? undefined : this.#stream
     const rate = route.messagesPerSecond
     this.#bucket = rate > 0 ? new TokenBucket(rate) : undefined
@@ -143,38 +151,47 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
    * A peer whose unsent bytes exceed `maxBufferedBytes` is closed as a slow consumer instead:
    * ws buffers without limit, and one client that stops reading would grow the server unbounded.
    */
-  write (frame: string | Buffer, type: string): void {
-    if (this.#socket.readyState !== OPEN) return
-    if (this.#socket.bufferedAmount > this.#limits.maxBufferedBytes) {
-      this.#closeSlowConsumer()
+  write (payload: string | Buffer, type: string): void {
+    if (!this.#writable(true)) return
+    if (this.#framedStream === undefined) {
+      this.#socket.send(payload, TEXT_FRAME)
+      this.compiledRoute.metrics.frameSent(type, typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length)
       return
     }
-    if (!this.#corked && this.#stream !== undefined) {
-      this.#corked = true
-      this.#stream.cork()
-      process.nextTick(uncork, this)
-    }
-    this.#socket.send(frame, TEXT_FRAME)
-    this.compiledRoute.metrics.frameSent(type, typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length)
+    const frame = typeof payload === 'string' ? textFrameOf(payload) : textFrame(payload)
+    this.#framedStream.write(frame)
+    this.compiledRoute.metrics.frameSent(type, frame.length - headerBytes(frame))
   }
 
   /**
-   * Writes a frame already framed by `textFrame`, the same bytes a topic sends to every member:
-   * straight to the TCP socket, which spares ws a header and a second buffer per member. Falls
-   * back to ws with the bare payload where ws must frame (permessage-deflate).
+   * Writes a frame already framed by `textFrame`, the same bytes a topic sends to every member.
+   * Falls back to ws with the bare payload where ws must frame (permessage-deflate).
    */
   writeFramed (frame: Buffer, payload: Buffer, type: string): void {
     if (this.#framedStream === undefined) {
       this.write(payload, type)
       return
     }
-    if (this.#socket.readyState !== OPEN) return
-    if (this.#socket.bufferedAmount > this.#limits.maxBufferedBytes) {
-      this.#closeSlowConsumer()
-      return
-    }
+    // One write per member is already one system call: corking would only add a tick's work.
+    if (!this.#writable(false)) return
     this.#framedStream.write(frame)
     this.compiledRoute.metrics.frameSent(type, payload.length)
+  }
+
+  /** Open and within its buffer limit; with `cork`, corked for the rest of this tick. */
+  #writable (cork: boolean): boolean {
+    if (this.#socket.readyState !== OPEN) return false
+    if (this.#socket.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.#closeSlowConsumer()
+      return false
+    }
+    // Outside a read (an async handler's reply, a push): corked for the rest of the tick.
+    if (cork && !this.#corked && this.#stream !== undefined && this.#stream.writableCorked === 0) {
+      this.#corked = true
+      this.#stream.cork()
+      process.nextTick(uncork, this)
+    }
+    return true
   }
 
   /** Milliseconds until the budget allows another message of `type`; 0 when it may proceed. */
@@ -266,6 +283,14 @@ function closeCodeOfWsError (code: string | undefined): number | undefined {
   if (code === 'WS_ERR_INVALID_UTF8') return 1007
   if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return CloseCode.MESSAGE_TOO_BIG
   return 1002
+}
+
+function corkForRead (this: Socket): void {
+  this.cork()
+}
+
+function uncorkAfterRead (this: Socket): void {
+  this.uncork()
 }
 
 function uncork (connection: Connection): void {

@@ -1,21 +1,46 @@
-/**
- * A server-to-client text frame (RFC 6455 §5.2: FIN set, opcode 1, no mask), header and payload
- * in one buffer: a topic entry is framed once and the same bytes go to every member.
+/*
+ * Server-to-client text frames (RFC 6455 §5.2: FIN set, opcode 1, no mask), header and payload
+ * in one buffer. Framing here rather than in ws makes one chunk per frame instead of two, and
+ * lets a topic frame an entry once for every member.
  */
-export function textFrame (payload: Buffer): Buffer {
-  const length = payload.length
-  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10
-  const frame = Buffer.allocUnsafe(header + length)
+
+function headerLength (payloadLength: number): number {
+  return payloadLength < 126 ? 2 : payloadLength < 65_536 ? 4 : 10
+}
+
+function writeHeader (frame: Buffer, payloadLength: number): void {
   frame[0] = 0x81
-  if (header === 2) {
-    frame[1] = length
-  } else if (header === 4) {
+  if (payloadLength < 126) {
+    frame[1] = payloadLength
+  } else if (payloadLength < 65_536) {
     frame[1] = 126
-    frame.writeUInt16BE(length, 2)
+    frame.writeUInt16BE(payloadLength, 2)
   } else {
     frame[1] = 127
-    frame.writeBigUInt64BE(BigInt(length), 2)
+    frame.writeBigUInt64BE(BigInt(payloadLength), 2)
   }
+}
+
+export function textFrame (payload: Buffer): Buffer {
+  const header = headerLength(payload.length)
+  const frame = Buffer.allocUnsafe(header + payload.length)
+  writeHeader(frame, payload.length)
   payload.copy(frame, header)
   return frame
+}
+
+/** The frame of a text, encoded straight into it: one copy. */
+export function textFrameOf (text: string): Buffer {
+  const length = Buffer.byteLength(text)
+  const header = headerLength(length)
+  const frame = Buffer.allocUnsafe(header + length)
+  writeHeader(frame, length)
+  frame.write(text, header, 'utf8')
+  return frame
+}
+
+/** How many of a frame's leading bytes are its header. */
+export function headerBytes (frame: Buffer): number {
+  const marker = (frame[1] as number) & 0x7f
+  return marker < 126 ? 2 : marker === 126 ? 4 : 10
 }
