@@ -1,4 +1,5 @@
 import promClient, { type Counter, type Gauge, type Histogram, type Registry } from 'prom-client'
+import { BatchedHistogram, type HistogramSeries } from './batched-histogram.js'
 
 /** The prom-client module: fastify-metrics hands over its own, so metrics land in its registry. */
 export type PromClient = typeof promClient
@@ -37,7 +38,7 @@ interface Instruments {
   messagesReceived: Counter<'route' | 'type'>
   messagesSent: Counter<'route' | 'type'>
   messageBytes: Counter<'route' | 'direction'>
-  messageDuration: Histogram<'route' | 'type' | 'outcome'>
+  messageDuration: BatchedHistogram
   messageErrors: Counter<'route' | 'type' | 'code'>
   rateLimited: Counter<'route' | 'scope'>
   slowConsumerCloses: Counter<'route'>
@@ -139,6 +140,11 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       flushesByMetric.set(created, [])
       return created
     })
+  const batchedHistogram = (name: string, help: string, buckets: number[]): BatchedHistogram => {
+    const existing = registry.getSingleMetric(name) as unknown
+    if (existing instanceof BatchedHistogram) return existing
+    return new BatchedHistogram(name, help, buckets, registry)
+  }
   const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> =>
     metric(name, () => new client.Histogram({ name, help, labelNames, buckets, registers }))
 
@@ -151,7 +157,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     messagesReceived: batchedCounter('ws_messages_received_total', 'Frames received, valid or not', ['route', 'type']),
     messagesSent: batchedCounter('ws_messages_sent_total', 'Frames sent', ['route', 'type']),
     messageBytes: batchedCounter('ws_message_bytes_total', 'Frame payload bytes', ['route', 'direction']),
-    messageDuration: histogram('ws_message_duration_seconds', 'Time from a message\'s arrival to its answer', ['route', 'type', 'outcome'], MESSAGE_SECONDS),
+    messageDuration: batchedHistogram('ws_message_duration_seconds', 'Time from a message\'s arrival to its answer', MESSAGE_SECONDS),
     messageErrors: counter('ws_message_errors_total', 'Error frames sent, by code', ['route', 'type', 'code']),
     rateLimited: counter('ws_rate_limited_total', 'Messages and upgrades refused by a rate limit', ['route', 'scope']),
     slowConsumerCloses: counter('ws_slow_consumer_closes_total', 'Connections closed because their outgoing buffer overflowed', ['route']),
@@ -192,7 +198,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
 
 function routeMetrics (m: Instruments, route: string): RouteMetrics {
   const cache = new Map<string, { inc: (value?: number) => void }>()
-  const histograms = new Map<string, { observe: (value: number) => void }>()
+  const histograms = new Map<string, HistogramSeries>()
   function cached<T extends { inc: (value?: number) => void }> (key: string, create: () => T): T {
     let child = cache.get(key)
     if (child === undefined) {
@@ -249,7 +255,7 @@ function routeMetrics (m: Instruments, route: string): RouteMetrics {
       const key = `${type}\0${outcome}`
       let child = histograms.get(key)
       if (child === undefined) {
-        child = m.messageDuration.labels(route, type, outcome)
+        child = m.messageDuration.series({ route, type, outcome })
         histograms.set(key, child)
       }
       child.observe(seconds)
