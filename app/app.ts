@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -13,6 +14,8 @@ import type { AppConfig } from './config.js'
 import { loggerOptions, type LogStream } from './logger.js'
 
 const publicDir = new URL('./public/', import.meta.url)
+/** The example app's version, which its AsyncAPI document carries. */
+const APP_VERSION = (JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { version: string }).version
 
 /**
  * Builds the example app; `server.ts` listens, tests build it on port 0 (and may pass the stream
@@ -39,7 +42,8 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
     messagesPerSecond: config.messagesPerSecond,
     allowedOrigins: config.allowedOrigins,
     drainMs: config.drainMs,
-    authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret)
+    authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret),
+    asyncapi: { info: { title: 'fastify-realtime chat example', version: APP_VERSION } }
   })
   // The plugin closes only a broker it made itself.
   app.addHook('onClose', async () => await broker.close())

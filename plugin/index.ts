@@ -3,6 +3,8 @@ import fastifyWebsocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import promClient, { type Registry } from 'prom-client'
+import { buildAsyncApiDocument, type AsyncApiDocument, type AsyncApiOptions } from './asyncapi/document.js'
+import { registerAsyncApiRoutes } from './asyncapi/routes.js'
 import type { Broker } from './broker/broker.js'
 import { MemoryBroker } from './broker/memory.js'
 import { refuseUpgradesWhileClosing } from './closing-upgrades.js'
@@ -33,6 +35,11 @@ export interface RealtimeDecorator {
    * before `app.close()`; `app.close()` drains too if it has not happened.
    */
   drain: () => Promise<void>
+  /**
+   * The AsyncAPI 3.0 document of this instance's routes, for a build-time export; call it after
+   * `await app.ready()`, once every route is declared. `options` override the plugin's.
+   */
+  asyncApi: (options?: AsyncApiOptions) => AsyncApiDocument
 }
 
 declare module 'fastify' {
@@ -95,12 +102,23 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     metricsRegistry: metrics.registry,
     get connectionCount () { return state.connections.size },
     get accepting () { return state.accepting },
-    drain
+    drain,
+    asyncApi: (overrides?: AsyncApiOptions) => buildAsyncApiDocument(documentSources, { ...(options.asyncapi || {}), ...overrides })
   })
   fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E> = {}) {
     return declareRoute(this, state, url, routeOptions)
   })
   if (options.healthRoutes) registerHealthRoutes(fastify, state)
+  const documentSources = {
+    routes: state.routes,
+    commands: state.dispatch.commands,
+    authenticated: options.authenticate !== undefined,
+    originRestricted: options.allowedOrigins !== undefined
+  }
+  if (options.asyncapi !== false) {
+    const asyncapi = options.asyncapi
+    registerAsyncApiRoutes(fastify, () => buildAsyncApiDocument(documentSources, asyncapi), asyncapi, documentSources.authenticated)
+  }
 
   let stopSweeper: (() => void) | undefined
   fastify.addHook('onReady', async () => {
@@ -138,6 +156,8 @@ export default plugin
 export { plugin as fastifyRealtime }
 
 export { DEFAULTS } from './defaults.js'
+export { ASYNCAPI_VERSION, type AsyncApiDocument, type AsyncApiOptions, type AsyncApiServer } from './asyncapi/document.js'
+export { asyncApiYaml } from './asyncapi/routes.js'
 export { traceLogFields, type TraceLogFields } from './telemetry/log-fields.js'
 export * as errors from './errors.js'
 export { extractToken, redactUrl } from './credentials.js'

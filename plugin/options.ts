@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import type { AsyncApiOptions } from './asyncapi/document.js'
 import type { Broker } from './broker/broker.js'
 import { DEFAULTS } from './defaults.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
@@ -46,6 +47,11 @@ export interface RealtimeOptions {
   healthRoutes?: boolean
   /** Where `ws_*` metrics go, or `false` for none (default: fastify-metrics' registry, else a new one). */
   metrics?: MetricsOptions | false
+  /**
+   * The AsyncAPI 3.0 document of the declared routes, served at `/asyncapi.json` and
+   * `/asyncapi.yaml`; `false` serves neither (`app.realtime.asyncApi()` still builds it).
+   */
+  asyncapi?: AsyncApiOptions | false
 }
 
 export interface ResolvedOptions {
@@ -63,6 +69,7 @@ export interface ResolvedOptions {
   maxSubscriptionsPerConnection: number
   perMessageDeflate: boolean
   healthRoutes: boolean
+  asyncapi: AsyncApiOptions | false
 }
 
 /** Applies defaults and refuses, at register time, any value the plugin could not honour. */
@@ -86,7 +93,8 @@ export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
     maxNestingDepth: integer('maxNestingDepth', 1),
     maxSubscriptionsPerConnection: integer('maxSubscriptionsPerConnection', 0),
     perMessageDeflate: booleanOption('perMessageDeflate', options.perMessageDeflate ?? false),
-    healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true)
+    healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true),
+    asyncapi: asyncApiOption(options.asyncapi)
   }
 }
 
@@ -115,4 +123,19 @@ function originsOption (value: unknown): Set<string> | undefined {
     throw new FRT_ERR_INVALID_OPTION('allowedOrigins', `expected origins such as "https://example.com" (scheme and host, no path), got ${JSON.stringify(value)}`)
   }
   return new Set(value)
+}
+
+function asyncApiOption (value: unknown): AsyncApiOptions | false {
+  if (value === undefined) return {}
+  if (value === false) return false
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new FRT_ERR_INVALID_OPTION('asyncapi', `expected false or { info?, servers? }, got ${JSON.stringify(value)}`)
+  }
+  const { servers } = value as AsyncApiOptions
+  for (const [name, server] of Object.entries(servers ?? {})) {
+    if (typeof server?.host !== 'string' || (server.protocol !== 'ws' && server.protocol !== 'wss')) {
+      throw new FRT_ERR_INVALID_OPTION('asyncapi', `server "${name}" needs a host and a protocol of "ws" or "wss"`)
+    }
+  }
+  return value as AsyncApiOptions
 }

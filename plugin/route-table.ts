@@ -5,10 +5,12 @@ import { NAME_PATTERN } from './protocol.js'
 import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
 import type { RealtimeState } from './state.js'
 import type { RouteMetrics } from './telemetry/metrics.js'
-import type { BinaryHandler, MessageAuthorizer, MessageContext, SubscribeAuthorizer } from './types.js'
+import type { BinaryHandler, MessageAuthorizer, MessageContext, MessageSchemas, SubscribeAuthorizer } from './types.js'
 
 /** A message type ready to dispatch: schemas compiled once, when it was declared. */
 export interface CompiledMessage {
+  /** As declared, for the AsyncAPI document. */
+  schemas: MessageSchemas
   validator: CompiledSchema | undefined
   serializeReply: Serializer | undefined
   handler: (data: any, context: MessageContext<any>) => unknown
@@ -17,6 +19,8 @@ export interface CompiledMessage {
 }
 
 export interface CompiledEvent {
+  /** As declared, for the AsyncAPI document. */
+  schema: TSchema
   serialize: Serializer
 }
 
@@ -35,11 +39,9 @@ export interface CompiledRoute {
   state: RealtimeState
 }
 
-export function compileMessage (
-  schemas: { data?: TSchema, reply?: TSchema, messagesPerSecond?: number },
-  handler: CompiledMessage['handler']
-): CompiledMessage {
+export function compileMessage (schemas: MessageSchemas, handler: CompiledMessage['handler']): CompiledMessage {
   return {
+    schemas,
     validator: schemas.data === undefined ? undefined : compileValidator(schemas.data),
     serializeReply: schemas.reply === undefined ? undefined : compileSerializer(schemas.reply),
     handler,
@@ -51,7 +53,7 @@ export function compileEvents (events: Record<string, TSchema>): Map<string, Com
   const compiled = new Map<string, CompiledEvent>()
   for (const [name, schema] of Object.entries(events)) {
     assertName('event', name)
-    compiled.set(name, { serialize: compileSerializer(schema) })
+    compiled.set(name, { schema, serialize: compileSerializer(schema) })
   }
   return compiled
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { CloseCode, DEFAULTS, ErrorCode } from '../plugin/index.js'
 import { loadConfig } from '../app/config.js'
+import { CLOSE_CODE_MEANINGS } from '../plugin/asyncapi/codes.js'
 
 const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
 const readme = read('README.md')
@@ -47,7 +48,7 @@ test('the README option table states the defaults the code uses', () => {
   const documented = ['maxPayload', 'heartbeatMs', 'idleTimeoutMs', 'maxConnections', 'maxBufferedBytes', 'upgradeRateLimit',
     'messagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxSubscriptionsPerConnection'] as const
   for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
-  for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics']) assert.ok(rows.has(name), name)
+  for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics', 'asyncapi']) assert.ok(rows.has(name), name)
   assert.equal(rows.get('perMessageDeflate'), 'false')
   assert.equal(rows.get('healthRoutes'), 'true')
 })
@@ -79,4 +80,6 @@ test('the protocol document lists every error code and close code the code knows
   const closeSection = protocol.slice(protocol.indexOf('## Close codes'))
   const closeRows = tableRows(closeSection, 'code')
   for (const code of Object.values(CloseCode)) assert.ok(closeRows.has(String(code)), String(code))
+  // The AsyncAPI document tells clients the same close codes.
+  assert.deepEqual(Object.keys(CLOSE_CODE_MEANINGS).sort(), [...closeRows.keys()].sort())
 })

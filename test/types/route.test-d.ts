@@ -4,7 +4,7 @@
  */
 import Fastify from 'fastify'
 import { Type } from 'typebox'
-import realtime, { RealtimeError, type MessageContext, type RealtimeConnection, type TopicPosition } from '../../plugin/index.js'
+import realtime, { RealtimeError, type AsyncApiDocument, type MessageContext, type RealtimeConnection, type TopicPosition } from '../../plugin/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -109,3 +109,13 @@ app.wsRoute('/guarded', {
   expectType<Equal<typeof data, undefined>>()
 })
 expectType<Equal<ReturnType<typeof app.realtime.drain>, Promise<void>>>()
+
+// The AsyncAPI document: options are checked, the result is the document's type.
+expectType<Equal<ReturnType<typeof app.realtime.asyncApi>, AsyncApiDocument>>()
+app.realtime.asyncApi({ servers: { production: { host: 'chat.example.com', protocol: 'wss' } } })
+// @ts-expect-error a WebSocket server's protocol is ws or wss
+app.realtime.asyncApi({ servers: { production: { host: 'chat.example.com', protocol: 'http' } } })
+await Fastify().register(realtime, { asyncapi: false })
+await Fastify().register(realtime, { asyncapi: { info: { title: 'chat', version: '2.0.0' } } })
+// @ts-expect-error `true` is not an option: the document is served unless it is `false`
+await Fastify().register(realtime, { asyncapi: true })

@@ -1,0 +1,99 @@
+/**
+ * The JSON Schemas of realtime.v1 frames as they travel: a declared `data`, reply or event
+ * schema wrapped in the envelope PROTOCOL.md gives it.
+ */
+import type { TSchema } from 'typebox'
+import { OFFSET_PATTERN } from '../broker/offset.js'
+
+export type JsonSchema = Record<string, unknown>
+
+/** A TypeBox schema as plain JSON Schema: TypeBox's own markers are symbols or non-enumerable, and fall away. */
+export function toJsonSchema (schema: TSchema): JsonSchema {
+  return JSON.parse(JSON.stringify(schema)) as JsonSchema
+}
+
+const messageId = (): JsonSchema => ({
+  description: 'Chosen by the client; the answer carries the same id.',
+  anyOf: [
+    { type: 'string', minLength: 1, maxLength: 64 },
+    { type: 'integer', minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }
+  ]
+})
+
+const traceparent = (): JsonSchema => ({
+  type: 'string',
+  description: 'W3C trace context; the span handling the message becomes its child.',
+  pattern: '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+})
+
+function envelope (type: string, fields: Record<string, JsonSchema>, required: string[]): JsonSchema {
+  return {
+    type: 'object',
+    required: ['type', ...required],
+    properties: { type: { type: 'string', const: type }, ...fields }
+  }
+}
+
+/** A client message of `type`; `data` is required when the type declares a schema for it. */
+export function clientMessage (type: string, data: JsonSchema | undefined): JsonSchema {
+  return envelope(type, {
+    id: messageId(),
+    ...(data === undefined ? {} : { data }),
+    traceparent: traceparent()
+  }, data === undefined ? [] : ['data'])
+}
+
+/** The `$reply` to a message that carried an `id`; without a reply schema it has no `data`. */
+export function replyMessage (data: JsonSchema | undefined): JsonSchema {
+  return envelope('$reply', { id: messageId(), ...(data === undefined ? {} : { data }) }, data === undefined ? ['id'] : ['id', 'data'])
+}
+
+/** An event pushed by the server; `topic` and `offset` are there when it came through a topic. */
+export function eventMessage (name: string, data: JsonSchema): JsonSchema {
+  return envelope(name, {
+    data,
+    topic: { type: 'string', description: 'The topic it was published on, when it came through one.' },
+    offset: { type: 'string', pattern: OFFSET_PATTERN, description: 'Its position in the topic; resume from it with `$subscribe` `since`.' }
+  }, ['data'])
+}
+
+export function errorMessage (codes: string[]): JsonSchema {
+  return envelope('$error', {
+    id: { ...messageId(), description: 'The id of the message refused, when it had one.' },
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: {
+        code: {
+          type: 'string',
+          pattern: '^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$',
+          description: `One of ${codes.join(', ')}, or a code of the application's own.`
+        },
+        message: { type: 'string', description: 'For people; never holds secrets or internals.' },
+        details: { description: 'Machine-readable specifics, e.g. validation paths.' },
+        retryAfterMs: { type: 'integer', minimum: 0, description: 'When to retry, for RATE_LIMITED and UNAVAILABLE.' }
+      }
+    }
+  }, ['error'])
+}
+
+export function welcomeMessage (): JsonSchema {
+  return envelope('$welcome', {
+    data: {
+      type: 'object',
+      required: ['connectionId', 'heartbeatMs', 'limits'],
+      properties: {
+        connectionId: { type: 'string' },
+        heartbeatMs: { type: 'integer', minimum: 0, description: 'Protocol ping interval; 0 when off.' },
+        limits: {
+          type: 'object',
+          required: ['maxPayload', 'messagesPerSecond'],
+          properties: {
+            maxPayload: { type: 'integer', minimum: 1, description: 'Largest frame in bytes; larger ones close with 1009.' },
+            messagesPerSecond: { type: 'number', minimum: 0, description: 'This connection\'s message budget; 0 when unlimited.' }
+          }
+        }
+      }
+    }
+  }, ['data'])
+}
