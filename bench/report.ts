@@ -54,7 +54,7 @@ export function machineDescription (): string {
   ].join('\n')
 }
 
-export function renderDocument (sections: Section[], minutes: number): string {
+export function renderDocument (sections: Section[], minutes: number, machine: string): string {
   const verdicts = sections.flatMap((section) => section.verdicts)
   const summary = ['| target | measured | |', '| --- | ---: | --- |',
     ...verdicts.map(({ target, measured, met }) => `| ${target} | ${measured} | ${met ? 'met' : '**missed**'} |`)]
@@ -64,7 +64,7 @@ export function renderDocument (sections: Section[], minutes: number): string {
     `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} minutes; run it again to refresh every figure.`,
     'Servers and load generators are this repository\'s `bench/` code: read it to see exactly what each peer does.',
     '',
-    machineDescription(),
+    machine,
     '',
     '## Targets',
     '',

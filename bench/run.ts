@@ -26,7 +26,9 @@ const unknown = chosen.filter((part) => PARTS[part] === undefined)
 if (unknown.length > 0) throw new Error(`unknown BENCH_PARTS ${unknown.join(', ')}: use ${Object.keys(PARTS).join(', ')}`)
 
 console.log('fastify-realtime benchmarks')
-console.log(machineDescription())
+// Read before any part runs: the broker part pins this process to one core.
+const machine = machineDescription()
+console.log(machine)
 if (!MULTI_CORE) console.log('warning: one core only, server and load generator share it')
 const startedAt = performance.now()
 const sections: Section[] = []
@@ -37,7 +39,7 @@ for (const part of chosen) {
 }
 const minutes = (performance.now() - startedAt) / 60_000
 if (chosen.length === Object.keys(PARTS).length) {
-  await writeFile(new URL('../BENCHMARKS.md', import.meta.url), renderDocument(sections, minutes))
+  await writeFile(new URL('../BENCHMARKS.md', import.meta.url), renderDocument(sections, minutes, machine))
   console.log(`BENCHMARKS.md written (${minutes.toFixed(1)} minutes)`)
 }
 const missed = sections.flatMap((section) => section.verdicts).filter((verdict) => !verdict.met)

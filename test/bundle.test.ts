@@ -53,6 +53,8 @@ test('Dockerfile: its production-only install runs the app as its CMD says, heal
   const health = await run(process.execPath, healthcheck.slice(1).map((arg) => arg.replace('3000', String(port))))
   assert.equal(health.stderr, '')
   assert.match(await (await fetch(`http://127.0.0.1:${port}/realtime-client.js`)).text(), /realtime\.v1/)
+  // The AsyncAPI document's YAML serializer is a runtime dependency, installed with the rest.
+  assert.match(await (await fetch(`http://127.0.0.1:${port}/asyncapi.yaml`)).text(), /^asyncapi: 3\.0\.0$/m)
   child.kill('SIGTERM')
   const [code] = await once(child, 'exit')
   assert.equal(code, 0)
