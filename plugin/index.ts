@@ -11,7 +11,7 @@ import { refuseUpgradesWhileClosing } from './closing-upgrades.js'
 import { drainConnections } from './drain.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
 import { registerHealthRoutes } from './health.js'
-import { resolveOptions, type RealtimeOptions } from './options.js'
+import { checkAsyncApiOptions, resolveOptions, type RealtimeOptions } from './options.js'
 import { SUBPROTOCOL } from './protocol.js'
 import { declareRoute, type RealtimeRoute } from './route.js'
 import { createState, type RealtimeState } from './state.js'
@@ -103,7 +103,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     get connectionCount () { return state.connections.size },
     get accepting () { return state.accepting },
     drain,
-    asyncApi: (overrides?: AsyncApiOptions) => buildAsyncApiDocument(documentSources, { ...(options.asyncapi || {}), ...overrides })
+    asyncApi: (overrides: AsyncApiOptions = {}) => buildAsyncApiDocument(documentSources, { ...(options.asyncapi || {}), ...checkAsyncApiOptions(overrides) })
   })
   fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E> = {}) {
     return declareRoute(this, state, url, routeOptions)

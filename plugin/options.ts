@@ -128,13 +128,31 @@ function originsOption (value: unknown): Set<string> | undefined {
 function asyncApiOption (value: unknown): AsyncApiOptions | false {
   if (value === undefined) return {}
   if (value === false) return false
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new FRT_ERR_INVALID_OPTION('asyncapi', `expected false or { info?, servers? }, got ${JSON.stringify(value)}`)
+  return checkAsyncApiOptions(value)
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/** Refuses AsyncAPI options the document could not be built from; also checks `asyncApi()`'s. */
+export function checkAsyncApiOptions (value: unknown): AsyncApiOptions {
+  const refuse = (why: string): never => { throw new FRT_ERR_INVALID_OPTION('asyncapi', why) }
+  if (!isPlainObject(value)) refuse(`expected false or { info?, servers? }, got ${JSON.stringify(value)}`)
+  const { info, servers } = value as Record<string, unknown>
+  if (info !== undefined) {
+    if (!isPlainObject(info)) refuse(`info must be an object, got ${JSON.stringify(info)}`)
+    for (const field of ['title', 'version', 'description']) {
+      const text = (info as Record<string, unknown>)[field]
+      if (text !== undefined && (typeof text !== 'string' || text === '')) refuse(`info.${field} must be a non-empty string`)
+    }
   }
-  const { servers } = value as AsyncApiOptions
-  for (const [name, server] of Object.entries(servers ?? {})) {
-    if (typeof server?.host !== 'string' || (server.protocol !== 'ws' && server.protocol !== 'wss')) {
-      throw new FRT_ERR_INVALID_OPTION('asyncapi', `server "${name}" needs a host and a protocol of "ws" or "wss"`)
+  if (servers !== undefined) {
+    if (!isPlainObject(servers)) refuse(`servers must be an object of named servers, got ${JSON.stringify(servers)}`)
+    for (const [name, server] of Object.entries(servers as Record<string, unknown>)) {
+      const { host, protocol } = isPlainObject(server) ? server : {}
+      if (typeof host !== 'string' || host === '' || (protocol !== 'ws' && protocol !== 'wss')) {
+        refuse(`server "${name}" needs a host and a protocol of "ws" or "wss"`)
+      }
     }
   }
   return value as AsyncApiOptions

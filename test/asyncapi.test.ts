@@ -138,3 +138,30 @@ test('npm run asyncapi exports the example app\'s document at build time, with t
   assert.deepEqual(document.servers, { production: { host: 'chat.example.com', protocol: 'wss' } })
   assert.deepEqual(payloadOf(document, 'ws.message.say').properties.data, json(SayData))
 })
+
+test('a type named like another\'s reply keeps its own message; bad AsyncAPI options are refused at register', async () => {
+  const app = Fastify()
+  await app.register(realtime, { metrics: false })
+  app.wsRoute('/ws')
+    .message('foo.reply', { data: Type.Object({ a: Type.String() }) }, () => {})
+    .message('foo', { data: Type.Object({ b: Type.Number() }), reply: Type.Object({ c: Type.Boolean() }) }, () => ({ c: true }))
+  await app.ready()
+  const document = app.realtime.asyncApi()
+  assert.deepEqual(await problemsOf(document), [])
+  // Follows operation → channel message → component, in the document as served.
+  const resolve = (pointer: string): any => pointer.slice(2).split('/').reduce((node: any, key) => node[key], document)
+  const payloadOf = (reference: { $ref: string }): unknown => resolve(resolve(reference.$ref).$ref).payload
+  const operation = (key: string): any => document.operations[key]
+  const payloadsOf = (key: string): unknown[] => operation(key).messages.map(payloadOf)
+  const repliesOf = (key: string): unknown[] => operation(key).reply.messages.map(payloadOf)
+  assert.deepEqual((payloadsOf('ws.receive.message.foo.reply')[0] as Payload).properties.data, json(Type.Object({ a: Type.String() })))
+  assert.deepEqual((payloadsOf('ws.receive.message.foo')[0] as Payload).properties.data, json(Type.Object({ b: Type.Number() })))
+  assert.deepEqual((repliesOf('ws.receive.message.foo')[0] as Payload).properties.data, json(Type.Object({ c: Type.Boolean() })))
+  assert.equal((repliesOf('ws.receive.message.foo.reply')[0] as Payload).properties.data, undefined)
+  assert.throws(() => app.realtime.asyncApi({ servers: { production: { host: '', protocol: 'wss' } } }), { code: 'FRT_ERR_INVALID_OPTION' })
+  await app.close()
+
+  for (const asyncapi of [null, true, { servers: null }, { servers: [] }, { info: 5 }, { info: { title: '' } }, { servers: { a: { host: 'h', protocol: 'http' } } }]) {
+    await assert.rejects(async () => await Fastify().register(realtime, { asyncapi } as never).ready(), { code: 'FRT_ERR_INVALID_OPTION' }, JSON.stringify(asyncapi))
+  }
+})

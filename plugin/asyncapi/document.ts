@@ -109,7 +109,7 @@ export function buildAsyncApiDocument (sources: DocumentSources, options: AsyncA
 export function serversOf (servers: Record<string, AsyncApiServer>, authenticated: boolean): Record<string, Record<string, unknown>> {
   const listed: Record<string, Record<string, unknown>> = {}
   for (const [name, server] of Object.entries(servers)) {
-    listed[keyOf(name)] = {
+    listed[uniqueKey(listed, keyOf(name))] = {
       ...server,
       ...(authenticated ? { security: [ref(`#/components/securitySchemes/${SECURITY_SCHEME}`)] } : {})
     }
@@ -142,11 +142,17 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
   use('protocol.welcome', 'protocol.welcome', undefined)
   use('protocol.error', 'protocol.error', undefined)
 
-  const receive = (type: string, local: string, component: string, compiled: CompiledMessage, summary: string): void => {
+  /**
+   * A client message and its reply. Declared types get keys no other entry holds (a type may
+   * be named like another's reply: `foo.reply`); protocol commands share theirs across routes.
+   */
+  const receive = (type: string, local: string, component: string, compiled: CompiledMessage, summary: string, shared: boolean): void => {
     const data = compiled.schemas.data === undefined ? undefined : toJsonSchema(compiled.schemas.data)
     const reply = compiled.schemas.reply === undefined ? undefined : toJsonSchema(compiled.schemas.reply)
     use(local, component, { name: type, title: type, summary, payload: clientMessage(type, data) })
-    use(`${local}.reply`, `${component}.reply`, {
+    const replyLocal = shared ? `${local}.reply` : uniqueKey(channelMessages, `${local}.reply`)
+    const replyComponent = shared ? `${component}.reply` : uniqueKey(messages, `${component}.reply`)
+    use(replyLocal, replyComponent, {
       name: '$reply',
       title: `${type} reply`,
       summary: `The \`$reply\` to \`${type}\`, sent when the message carried an \`id\`.`,
@@ -157,7 +163,7 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
       channel: channelRef,
       summary,
       messages: [messageRef(local)],
-      reply: { channel: channelRef, messages: [messageRef(`${local}.reply`), messageRef('protocol.error')] },
+      reply: { channel: channelRef, messages: [messageRef(replyLocal), messageRef('protocol.error')] },
       ...(compiled.schemas.messagesPerSecond === undefined ? {} : { 'x-messages-per-second': compiled.schemas.messagesPerSecond })
     }
   }
@@ -168,12 +174,12 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
   const prefix = keyOf(channel)
   for (const [type, compiled] of route.messages) {
     const key = keyOf(type)
-    receive(type, uniqueKey(channelMessages, `message.${key}`), uniqueKey(messages, `${prefix}.message.${key}`), compiled, `Handles \`${type}\`.`)
+    receive(type, uniqueKey(channelMessages, `message.${key}`), uniqueKey(messages, `${prefix}.message.${key}`), compiled, `Handles \`${type}\`.`, false)
   }
   for (const [type, compiled] of sources.commands) {
     if (TOPIC_COMMANDS.has(type) && route.authorizeSubscribe === undefined) continue
     const key = keyOf(type)
-    receive(type, `protocol.${key}`, `protocol.${key}`, compiled, COMMAND_SUMMARIES[type] ?? `The protocol command \`${type}\`.`)
+    receive(type, `protocol.${key}`, `protocol.${key}`, compiled, COMMAND_SUMMARIES[type] ?? `The protocol command \`${type}\`.`, true)
   }
   for (const [name, compiled] of route.events) {
     const key = keyOf(name)

@@ -73,6 +73,8 @@ export class BatchedHistogram {
   async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: MetricValue[] }> {
     const values: MetricValue[] = []
     for (const series of this.#series.values()) {
+      // As prom-client shows nothing for a label set after a reset, until it is observed again.
+      if (series.count === 0) continue
       let cumulative = 0
       for (const [index, bound] of this.#bounds.entries()) {
         cumulative += series.counts[index] as number

@@ -141,8 +141,9 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       return created
     })
   const batchedHistogram = (name: string, help: string, buckets: number[]): BatchedHistogram => {
-    const existing = registry.getSingleMetric(name) as unknown
-    if (existing instanceof BatchedHistogram) return existing
+    // By shape, not class: another copy of this package may have registered it.
+    const existing = registry.getSingleMetric(name) as unknown as BatchedHistogram | undefined
+    if (typeof existing?.series === 'function') return existing
     return new BatchedHistogram(name, help, buckets, registry)
   }
   const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> =>
