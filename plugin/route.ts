@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Static } from 'typebox'
 import type { WebSocket } from 'ws'
@@ -114,8 +115,9 @@ export function declareRoute<E extends EventSchemas> (
  * response and the `$welcome` frame leave in one write instead of two.
  */
 function corkHandshake (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
-  if (request.ws) {
-    const socket = request.raw.socket
+  // Requests made by `injectWS` have no TCP socket to cork.
+  const socket = request.raw.socket as Socket | undefined
+  if (request.ws && typeof socket?.cork === 'function') {
     socket.cork()
     process.nextTick(() => socket.uncork())
   }
