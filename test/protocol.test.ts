@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { ErrorCode, MemoryBroker, RealtimeError } from '../plugin/index.js'
+import realtime, { ErrorCode, MemoryBroker, RealtimeError } from '../plugin/index.js'
 import { TestClient, upgradeStatus } from './helpers/client.js'
 import { metricValue } from './helpers/metrics.js'
 import { eventually, startServer } from './helpers/server.js'
@@ -286,4 +286,23 @@ test('regression: an upgrade right after a refused one succeeds for clients that
     assert.equal((await upgradeStatus(url, { 'sec-websocket-protocol': 'realtime.v9' })).status, 400)
     assert.equal((await upgradeStatus(url)).status, 101)
   }
+})
+
+test('@fastify/websocket\'s injectWS reaches a route without a TCP socket: $welcome, then replies', async (t) => {
+  const app = Fastify()
+  t.after(async () => await app.close())
+  await app.register(realtime, { metrics: false })
+  app.wsRoute('/ws').message('echo', { data: Type.Object({ text: Type.String() }), reply: Type.Object({ text: Type.String() }) }, (data) => data)
+  await app.ready()
+  const frames: Array<{ type: string, data?: unknown }> = []
+  // Listening from the start: $welcome may come before injectWS resolves.
+  const socket = await app.injectWS('/ws', {}, {
+    onInit: (ws) => ws.on('message', (data: Buffer) => frames.push(JSON.parse(data.toString())))
+  })
+  await eventually(() => frames.length === 1, 2_000, '$welcome')
+  socket.send(JSON.stringify({ type: 'echo', id: 1, data: { text: 'hi' } }))
+  await eventually(() => frames.length === 2, 2_000, '$reply')
+  socket.terminate()
+  assert.deepEqual(frames.map((frame) => frame.type), ['$welcome', '$reply'])
+  assert.deepEqual(frames[1]!.data, { text: 'hi' })
 })
