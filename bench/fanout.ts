@@ -3,10 +3,8 @@
  * latency from publish to subscriber and the server's CPU per delivery, for the plugin (a topic)
  * against raw ws and bare @fastify/websocket (a broadcast loop over a Set) and Socket.IO 4 (a room).
  */
-import { once } from 'node:events'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FanoutMark, FanoutPlan } from './fanout-load.js'
-import { LOAD_CORE, MEASURE_MS, RUNS, WARMUP_MS, ask, cpuMicros, median, pinned, spread, startServer, stop, type Peer } from './harness.js'
+import { LOAD_CORE, RUNS, measureWindow, median, pinned, spread, startServer, stop, type Peer } from './harness.js'
 import { BARE, PLUGIN, RAW_WS, SOCKET_IO } from './peers.js'
 import { verdict, type Section } from './report.js'
 import { wireOf } from './wire.js'
@@ -27,19 +25,12 @@ async function measure (peer: Peer): Promise<Sample> {
   const plan: FanoutPlan = { port, wire: wireOf(peer.kind), subscribers: SUBSCRIBERS, concurrency: 100, publishesPerSecond: PUBLISHES_PER_SECOND, sampleEvery: 20 }
   const load = pinned(LOAD_CORE, ['bench/fanout-load.ts', JSON.stringify(plan)])
   try {
-    await once(load, 'message')
-    await sleep(WARMUP_MS)
-    const start = await ask<FanoutMark>(load, 'mark')
-    const startCpu = await ask<NodeJS.CpuUsage>(server, 'cpu')
-    const startedAt = performance.now()
-    await sleep(MEASURE_MS)
-    const end = await ask<FanoutMark>(load, 'mark')
-    const endCpu = await ask<NodeJS.CpuUsage>(server, 'cpu')
+    const { start, end, elapsedMs, serverCpuMicros } = await measureWindow<FanoutMark>(load, server)
     const deliveries = end.deliveries - start.deliveries
     if (deliveries <= 0 || end.latency === undefined) throw new Error(`${peer.label}: nothing delivered`)
     return {
-      deliveriesPerSecond: deliveries / (performance.now() - startedAt) * 1000,
-      cpuMicrosPerDelivery: cpuMicros(startCpu, endCpu) / deliveries,
+      deliveriesPerSecond: deliveries / elapsedMs * 1000,
+      cpuMicrosPerDelivery: serverCpuMicros / deliveries,
       ...end.latency
     }
   } finally {

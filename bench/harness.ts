@@ -65,25 +65,33 @@ export async function measureEcho (peer: Peer, plan: Omit<LoadPlan, 'port' | 'wi
   const { server, port } = await startServer(peer.kind, peer.options)
   const load = pinned(LOAD_CORE, ['bench/load.ts', JSON.stringify({ ...plan, port, wire: wireOf(peer.kind) })])
   try {
-    await once(load, 'message')
-    await sleep(WARMUP_MS)
-    const start = await ask<LoadMark>(load, 'mark')
-    const startCpu = await ask<NodeJS.CpuUsage>(server, 'cpu')
-    const startedAt = performance.now()
-    await sleep(MEASURE_MS)
-    const end = await ask<LoadMark>(load, 'mark')
-    const endCpu = await ask<NodeJS.CpuUsage>(server, 'cpu')
-    const elapsedMs = performance.now() - startedAt
+    const { start, end, elapsedMs, serverCpuMicros } = await measureWindow<LoadMark>(load, server)
     const messages = end.replies - start.replies
     if (messages <= 0) throw new Error(`${peer.label}: no replies`)
     return {
       messagesPerSecond: messages / elapsedMs * 1000,
-      cpuMicrosPerMessage: cpuMicros(startCpu, endCpu) / messages,
+      cpuMicrosPerMessage: serverCpuMicros / messages,
       ...(end.latency === undefined ? {} : { latency: end.latency })
     }
   } finally {
     await stop(load, server)
   }
+}
+
+/**
+ * Once `load` is ready and warmed up: its marks at the start and end of the measuring window,
+ * the window's length, and the server's CPU time over it.
+ */
+export async function measureWindow<Mark> (load: ChildProcess, server: ChildProcess): Promise<{ start: Mark, end: Mark, elapsedMs: number, serverCpuMicros: number }> {
+  await once(load, 'message')
+  await sleep(WARMUP_MS)
+  const start = await ask<Mark>(load, 'mark')
+  const startCpu = await ask<NodeJS.CpuUsage>(server, 'cpu')
+  const startedAt = performance.now()
+  await sleep(MEASURE_MS)
+  const end = await ask<Mark>(load, 'mark')
+  const endCpu = await ask<NodeJS.CpuUsage>(server, 'cpu')
+  return { start, end, elapsedMs: performance.now() - startedAt, serverCpuMicros: cpuMicros(startCpu, endCpu) }
 }
 
 export function cpuMicros (start: NodeJS.CpuUsage, end: NodeJS.CpuUsage): number {
