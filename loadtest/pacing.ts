@@ -6,11 +6,6 @@ export async function pause (ms: number, signal: AbortSignal): Promise<void> {
   await sleep(ms, undefined, { signal }).catch(() => {})
 }
 
-/** Full-jitter exponential backoff, as the project's client does it: uniform below min(max, min × 2^attempt). */
-export function backoffDelay (attempt: number, [minMs, maxMs]: readonly [number, number]): number {
-  return Math.random() * Math.min(maxMs, minMs * 2 ** attempt)
-}
-
 export function randomBetween ([min, max]: readonly [number, number]): number {
   return min + Math.random() * (max - min)
 }

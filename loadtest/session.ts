@@ -1,6 +1,7 @@
 import { connect, type RealtimeConnection, type Target } from './connection.js'
 import { now } from './clock.js'
-import { backoffDelay, pause } from './pacing.js'
+import { backoffDelay } from '../plugin/client/backoff.js'
+import { pause } from './pacing.js'
 import type { Recorder } from './recorder.js'
 
 /**
@@ -11,7 +12,7 @@ import type { Recorder } from './recorder.js'
  */
 export async function connectWithBackoff (target: Target, recorder: Recorder, backoffMs: readonly [number, number], signal: AbortSignal, droppedAt?: number): Promise<RealtimeConnection | undefined> {
   let attempt = 0
-  if (droppedAt !== undefined) await pause(backoffDelay(attempt++, backoffMs), signal)
+  if (droppedAt !== undefined) await pause(backoffDelay(attempt++, { minMs: backoffMs[0], maxMs: backoffMs[1] }), signal)
   while (!signal.aborted) {
     try {
       const connection = await connect(target, recorder)
@@ -25,7 +26,7 @@ export async function connectWithBackoff (target: Target, recorder: Recorder, ba
       }
       return connection
     } catch {
-      await pause(backoffDelay(attempt++, backoffMs), signal)
+      await pause(backoffDelay(attempt++, { minMs: backoffMs[0], maxMs: backoffMs[1] }), signal)
     }
   }
   return undefined
