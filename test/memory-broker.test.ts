@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { MemoryBroker } from '../plugin/index.js'
+import { compareOffsets, MemoryBroker } from '../plugin/index.js'
 import { brokerContract } from './helpers/broker-contract.js'
 
 brokerContract('MemoryBroker', { create: async (historySize) => new MemoryBroker({ historySize }) })
@@ -30,4 +30,11 @@ test('MemoryBroker: with no history every resume is incomplete', async (t) => {
   const history = await broker.history('n', offset)
   assert.equal(history.complete, false)
   assert.deepEqual(history.entries, [])
+})
+
+test('offsets order as integer pairs, not as strings ("10-0" after "9-5")', () => {
+  assert.ok(compareOffsets('10-0', '9-5') > 0)
+  assert.ok(compareOffsets('9-10', '9-9') > 0)
+  assert.equal(compareOffsets('5-1', '5-1'), 0)
+  assert.ok(compareOffsets('0-0', '1-0') < 0)
 })
