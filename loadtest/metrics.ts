@@ -36,7 +36,7 @@ export const METRICS: readonly MetricDefinition[] = [
   { name: 'unexpected_closes', kind: 'count', description: 'connections the server (or the network) closed without being asked', scenarios: ALL },
   { name: 'loss', kind: 'ratio', description: 'expected deliveries that never arrived / expected deliveries', scenarios: ['fanout'] },
   { name: 'loss_count', kind: 'count', description: 'expected deliveries that never arrived', scenarios: ['fanout'] },
-  { name: 'duplicates', kind: 'count', description: 'events a subscriber received twice (same offset)', scenarios: ['fanout'] },
+  { name: 'duplicates', kind: 'count', description: 'events a subscriber received twice (same publisher and sequence)', scenarios: ['fanout'] },
   { name: 'out_of_order', kind: 'count', description: 'events with an offset below one the subscriber had already received', scenarios: ['fanout'] },
   { name: 'p50_drift', kind: 'ratio', description: 'last interval\'s p50 / first interval\'s − 1', scenarios: ['soak'] },
   { name: 'p99_drift', kind: 'ratio', description: 'last interval\'s p99 / first interval\'s − 1', scenarios: ['soak'] },

@@ -98,7 +98,7 @@ test('a change to a route\'s schema changes the document; routes, binary frames 
     return app
   }
   const short = await build(10)
-  const long = await build(20, { asyncapi: false })
+  const long = await build(20, { asyncapi: false, allowedOrigins: ['https://chat.example.com'] })
   const [a, b] = [short.realtime.asyncApi(), long.realtime.asyncApi()]
   assert.deepEqual(await problemsOf(a), [])
   // Keys are made safe for AsyncAPI; the address stays the URL.
@@ -112,6 +112,13 @@ test('a change to a route\'s schema changes the document; routes, binary frames 
   assert.deepEqual(payloadOf(a, 'v1_chat_live.message.note_add.reply').required, ['type', 'id'])
   assert.equal(a.operations['v1_chat_live.receive.protocol.subscribe'], undefined)
   assert.ok(a.operations['files.receive.protocol.binary'] !== undefined)
+  // The upgrade binding names only what the plugin checks: no credentials without
+  // `authenticate` (the example app's test has them), Origin only with `allowedOrigins`.
+  const upgradeHeaders = (document: AsyncApiDocument): string[] =>
+    Object.keys((document.channels.files!.bindings as { ws: { headers: { properties: object } } }).ws.headers.properties)
+  assert.deepEqual(upgradeHeaders(a), ['Sec-WebSocket-Protocol'])
+  assert.deepEqual(upgradeHeaders(b), ['Sec-WebSocket-Protocol', 'Origin'])
+  assert.equal(a.components.securitySchemes, undefined)
   // Build-time export without serving: servers as given; the YAML parses back to the same.
   const withServers = long.realtime.asyncApi({ servers: { production: { host: 'chat.example.com', protocol: 'wss' } } })
   assert.deepEqual(withServers.servers, { production: { host: 'chat.example.com', protocol: 'wss' } })

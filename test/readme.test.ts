@@ -55,9 +55,10 @@ test('the README option table states the defaults the code uses', () => {
 
 test('the README environment table matches the plugin defaults it stands for', () => {
   const rows = tableRows(readme, 'variable')
-  assert.equal(rows.get('PORT'), '3000')
-  assert.equal(rows.get('HOST'), '0.0.0.0')
-  assert.equal(rows.get('LOG_LEVEL'), 'info')
+  const config = loadConfig({})
+  assert.equal(rows.get('PORT'), String(config.port))
+  assert.equal(rows.get('HOST'), config.host)
+  assert.equal(rows.get('LOG_LEVEL'), config.logLevel)
   assert.equal(rows.get('WS_MAX_PAYLOAD'), String(DEFAULTS.maxPayload))
   assert.equal(rows.get('WS_HEARTBEAT_MS'), String(DEFAULTS.heartbeatMs))
   assert.equal(rows.get('WS_MESSAGES_PER_SECOND'), String(DEFAULTS.messagesPerSecond))
