@@ -210,9 +210,12 @@ test('soak: per-interval rows with the server\'s memory from --metrics-url, and 
     assert.ok(row.samples > 0 && row.p50! > 0 && row.throughput > 50, JSON.stringify(row))
     assert.ok(row.memoryBytes! > 10_000_000, 'the app\'s resident memory, in bytes')
   }
-  assert.ok(report.memory!.length >= 3)
-  assert.equal(typeof report.metrics.memory_growth, 'number')
-  assert.equal(typeof report.metrics.p99_drift, 'number')
+  // Drift is the last whole interval against the first; growth, the last memory sample against the first.
+  const memory = report.memory!
+  assert.ok(memory.length >= 3)
+  assert.equal(report.metrics.memory_growth, memory.at(-1)!.bytes - memory[0]!.bytes)
+  const whole = intervals.filter((row, i) => i < intervals.length - 1 || row.endSecond - row.startSecond >= 0.5)
+  assert.ok(Math.abs(report.metrics.p99_drift! - (whole.at(-1)!.p99! / whole[0]!.p99! - 1)) < 1e-9)
   assert.match(run.stdout, /server RSS/)
   assert.match(run.stdout, /drift \(last vs first\)/)
 })
