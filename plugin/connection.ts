@@ -4,7 +4,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { TopicEntry } from './broker/broker.js'
 import { nextConnectionId } from './connection-id.js'
-import { headerBytes, textFrame, textFrameOf } from './frame.js'
+import { textFrame, textFrameOf, type SharedText } from './frame.js'
 import { DEFAULTS } from './defaults.js'
 import { FRT_ERR_UNKNOWN_EVENT } from './errors.js'
 import { RefusalCounter, TokenBucket } from './limits.js'
@@ -18,8 +18,6 @@ export interface Subscription {
   lastOffset: string
   /** Entries that arrived while the subscription was being set up, sent once it goes live. */
   pending: TopicEntry[] | null
-  /** History to replay when the subscription goes live. */
-  replay: TopicEntry[]
 }
 
 /** Limits a connection enforces on itself. */
@@ -158,24 +156,24 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
       this.compiledRoute.metrics.frameSent(type, typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length)
       return
     }
-    const frame = typeof payload === 'string' ? textFrameOf(payload) : textFrame(payload)
-    this.#framedStream.write(frame)
-    this.compiledRoute.metrics.frameSent(type, frame.length - headerBytes(frame))
+    const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
+    this.#framedStream.write(typeof payload === 'string' ? textFrameOf(payload, bytes) : textFrame(payload))
+    this.compiledRoute.metrics.frameSent(type, bytes)
   }
 
   /**
-   * Writes a frame already framed by `textFrame`, the same bytes a topic sends to every member.
-   * Falls back to ws with the bare payload where ws must frame (permessage-deflate).
+   * Writes a text many sockets get (a topic entry): framed once for all of them, or handed to ws
+   * where ws must frame (permessage-deflate).
    */
-  writeFramed (frame: Buffer, payload: Buffer, type: string): void {
+  writeShared (text: SharedText, type: string): void {
     if (this.#framedStream === undefined) {
-      this.write(payload, type)
+      this.write(text.payload, type)
       return
     }
     // One write per member is already one system call: corking would only add a tick's work.
     if (!this.#writable(false)) return
-    this.#framedStream.write(frame)
-    this.compiledRoute.metrics.frameSent(type, payload.length)
+    this.#framedStream.write(text.frame)
+    this.compiledRoute.metrics.frameSent(type, text.payload.length)
   }
 
   /** Open and within its buffer limit; with `cork`, corked for the rest of this tick. */

@@ -29,9 +29,8 @@ export function textFrame (payload: Buffer): Buffer {
   return frame
 }
 
-/** The frame of a text, encoded straight into it: one copy. */
-export function textFrameOf (text: string): Buffer {
-  const length = Buffer.byteLength(text)
+/** The frame of a text, encoded straight into it: one copy. `length` is its UTF-8 byte length. */
+export function textFrameOf (text: string, length: number = Buffer.byteLength(text)): Buffer {
   const header = headerLength(length)
   const frame = Buffer.allocUnsafe(header + length)
   writeHeader(frame, length)
@@ -39,8 +38,20 @@ export function textFrameOf (text: string): Buffer {
   return frame
 }
 
-/** How many of a frame's leading bytes are its header. */
-export function headerBytes (frame: Buffer): number {
-  const marker = (frame[1] as number) & 0x7f
-  return marker < 126 ? 2 : marker === 126 ? 4 : 10
+/**
+ * One text encoded once and framed at most once, for every socket it goes to; sockets that
+ * ws must frame (permessage-deflate) take the payload and never cause the framing.
+ */
+export class SharedText {
+  readonly payload: Buffer
+  #frame: Buffer | undefined
+
+  constructor (text: string) {
+    this.payload = Buffer.from(text)
+  }
+
+  get frame (): Buffer {
+    this.#frame ??= textFrame(this.payload)
+    return this.#frame
+  }
 }

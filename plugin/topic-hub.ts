@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Broker, TopicEntry, TopicListener } from './broker/broker.js'
 import { compareOffsets } from './broker/offset.js'
 import type { Connection, Subscription } from './connection.js'
-import { textFrame } from './frame.js'
+import { SharedText } from './frame.js'
 import { topicEventFrame } from './protocol.js'
 import { startDeliverySpan } from './telemetry/tracing.js'
 
@@ -55,7 +55,7 @@ export class TopicHub {
   async subscribe (connection: Connection, topic: string, since?: string, epoch?: string): Promise<SubscribeResult> {
     if (connection.closed) throw new SubscriptionAbandonedError()
     this.unsubscribe(connection, topic)
-    const subscription: Subscription = { lastOffset: '0-0', pending: [], replay: [] }
+    const subscription: Subscription = { lastOffset: '0-0', pending: [] }
     connection.subscriptions.set(topic, subscription)
     const current = (): boolean => {
       if (connection.closed) {
@@ -109,8 +109,7 @@ export class TopicHub {
     const held = subscription.pending ?? []
     subscription.pending = null
     subscription.lastOffset = from
-    for (const entry of replay) this.#deliverTo(connection, subscription, entry, frameOf(entry))
-    for (const entry of held) this.#deliverTo(connection, subscription, entry, frameOf(entry))
+    for (const entry of [...replay, ...held]) this.#deliverTo(connection, subscription, entry, textOf(entry))
   }
 
   #leave (connection: Connection, topic: string): void {
@@ -148,28 +147,24 @@ export class TopicHub {
     // One span per entry and node, joined to the publisher's trace; none when it was not traced.
     const span = entry.traceparent === undefined ? undefined : startDeliverySpan(entry.topic, entry.event, entry.traceparent)
     // Encoded and framed once: every member gets the same bytes.
-    const payload = Buffer.from(frameOf(entry))
-    const frame = textFrame(payload)
+    const text = textOf(entry)
     for (const connection of local.members) {
       const subscription = connection.subscriptions.get(entry.topic)
       if (subscription === undefined) continue
-      if (subscription.pending !== null) {
-        subscription.pending.push(entry)
-      } else if (compareOffsets(entry.offset, subscription.lastOffset) > 0) {
-        subscription.lastOffset = entry.offset
-        connection.writeFramed(frame, payload, entry.event)
-      }
+      if (subscription.pending !== null) subscription.pending.push(entry)
+      else this.#deliverTo(connection, subscription, entry, text)
     }
     span?.end()
   }
 
-  #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, frame: string): void {
+  /** The one place an entry reaches a member: at most once, and never behind what it has. */
+  #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, text: SharedText): void {
     if (compareOffsets(entry.offset, subscription.lastOffset) <= 0) return
     subscription.lastOffset = entry.offset
-    connection.write(frame, entry.event)
+    connection.writeShared(text, entry.event)
   }
 }
 
-function frameOf (entry: TopicEntry): string {
-  return topicEventFrame(entry.event, entry.topic, entry.offset, entry.data)
+function textOf (entry: TopicEntry): SharedText {
+  return new SharedText(topicEventFrame(entry.event, entry.topic, entry.offset, entry.data))
 }
