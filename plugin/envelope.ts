@@ -1,6 +1,6 @@
 import secureJson from 'secure-json-parse'
 import { exceedsNestingDepth } from './json-depth.js'
-import { ErrorCode, isValidMessageId, type MessageId } from './protocol.js'
+import { ErrorCode, isValidMessageId, TRACEPARENT, type MessageId } from './protocol.js'
 
 /** A client frame whose envelope is well formed; `data` is not validated yet. */
 export interface Envelope {
@@ -19,7 +19,6 @@ export interface EnvelopeFailure {
 
 export type EnvelopeResult = { ok: true, envelope: Envelope } | { ok: false, failure: EnvelopeFailure }
 
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
 /** Only frames that mention these words are scanned for them: the common frame pays nothing. */
 const FORBIDDEN_KEY_HINT = /__proto__|constructor/
 

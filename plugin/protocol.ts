@@ -40,7 +40,11 @@ export const CloseCode = Object.freeze({
   CREDENTIALS_EXPIRED: 4003
 } as const)
 
-const APPLICATION_CODE = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/
+/** Error codes, the protocol's and applications' alike: upper snake case. */
+export const APPLICATION_CODE = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/
+
+/** A W3C `traceparent` value: version, trace id, parent id and flags, each captured. */
+export const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
 /** Extra fields an error frame may carry. */
 export interface RealtimeErrorOptions {

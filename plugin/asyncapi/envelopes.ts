@@ -4,6 +4,7 @@
  */
 import type { TSchema } from 'typebox'
 import { OFFSET_PATTERN } from '../broker/offset.js'
+import { APPLICATION_CODE, TRACEPARENT } from '../protocol.js'
 
 export type JsonSchema = Record<string, unknown>
 
@@ -23,7 +24,7 @@ const messageId = (): JsonSchema => ({
 const traceparent = (): JsonSchema => ({
   type: 'string',
   description: 'W3C trace context; the span handling the message becomes its child.',
-  pattern: '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+  pattern: TRACEPARENT.source
 })
 
 function envelope (type: string, fields: Record<string, JsonSchema>, required: string[]): JsonSchema {
@@ -66,7 +67,7 @@ export function errorMessage (codes: string[]): JsonSchema {
       properties: {
         code: {
           type: 'string',
-          pattern: '^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$',
+          pattern: APPLICATION_CODE.source,
           description: `One of ${codes.join(', ')}, or a code of the application's own.`
         },
         message: { type: 'string', description: 'For people; never holds secrets or internals.' },

@@ -1,4 +1,5 @@
 import { context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
+import { TRACEPARENT } from '../protocol.js'
 
 /*
  * Spans through @opentelemetry/api only: with no SDK registered every call is a no-op, and the
@@ -20,7 +21,6 @@ export const SpanAttribute = Object.freeze({
 } as const)
 
 const tracer = trace.getTracer('fastify-realtime')
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
 /** The context a W3C `traceparent` names, or undefined when it is malformed or all zeros. */
 export function contextFromTraceparent (traceparent: string | undefined): Context | undefined {
