@@ -1,4 +1,5 @@
 import { compareOffsets } from '../broker/offset.js'
+import { ErrorCode, SUBPROTOCOL } from '../protocol.js'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import { closePolicy, type ClosePolicy } from './close-policy.js'
 import type { AnyRoute, EventName, MessageReply, MessageType, OptionalDataArgs, RouteShape, TopicEvent } from './types.js'
@@ -103,7 +104,6 @@ type StateListener = (state: ClientState, detail: { code?: number, delayMs?: num
 const OPEN = 1
 /** Its answer only has to arrive: any frame proves the connection alive. */
 const PING = JSON.stringify({ type: '$ping', id: '$ping' })
-const SUBPROTOCOL = 'realtime.v1'
 /** A 1013 ("try again later") starts its backoff this many attempts further up. */
 const LATER_ATTEMPTS = 3
 
@@ -366,7 +366,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       // A lost connection is retried on the next `$welcome`.
       if (err.code === 'DISCONNECTED' || err.code === 'QUEUE_FULL' || err.code === 'CLOSED') return
       // Temporary (broker unreachable, budget spent, no answer): ask again later.
-      if (err.code === 'UNAVAILABLE' || err.code === 'RATE_LIMITED' || err.code === 'TIMEOUT') {
+      if (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.RATE_LIMITED || err.code === 'TIMEOUT') {
         const socket = this.#socket
         setTimeout(() => {
           if (socket === this.#socket && this.#state === 'open' && this.#topics.get(topic) === state) this.#subscribeOn(topic, state)

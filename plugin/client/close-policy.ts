@@ -1,3 +1,5 @@
+import { CloseCode } from '../protocol.js'
+
 /** What a client does after a close, by close code (docs/PROTOCOL.md, "Close codes"). */
 export type ClosePolicy =
   /** Reconnect after a backoff delay, then resume subscriptions. */
@@ -15,11 +17,11 @@ export type ClosePolicy =
  */
 export function closePolicy (code: number, options: { reconnectOnIdle?: boolean } = {}): ClosePolicy {
   switch (code) {
-    case 1000: return 'stop'
-    case 1002: case 1003: case 1007: case 1008: case 1009: return 'stop'
-    case 1013: return 'reconnect-later'
-    case 4000: return options.reconnectOnIdle === true ? 'reconnect' : 'stop'
-    case 4003: return 'refresh-credentials'
+    case CloseCode.NORMAL: return 'stop'
+    case 1002: case CloseCode.UNSUPPORTED_DATA: case 1007: case CloseCode.POLICY_VIOLATION: case CloseCode.MESSAGE_TOO_BIG: return 'stop'
+    case CloseCode.TRY_AGAIN_LATER: return 'reconnect-later'
+    case CloseCode.IDLE_TIMEOUT: return options.reconnectOnIdle === true ? 'reconnect' : 'stop'
+    case CloseCode.CREDENTIALS_EXPIRED: return 'refresh-credentials'
   }
   if (code >= 4500 && code <= 4999) return 'stop'
   return 'reconnect'
