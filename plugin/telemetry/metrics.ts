@@ -1,5 +1,5 @@
 import promClient, { type Counter, type Gauge, type Histogram, type Registry } from 'prom-client'
-import { BatchedHistogram, type HistogramSeries } from './batched-histogram.js'
+import { SeriesHistogram, type HistogramSeries } from './series-histogram.js'
 
 /** The prom-client module: fastify-metrics hands over its own, so metrics land in its registry. */
 export type PromClient = typeof promClient
@@ -38,13 +38,13 @@ interface Instruments {
   messagesReceived: Counter<'route' | 'type'>
   messagesSent: Counter<'route' | 'type'>
   messageBytes: Counter<'route' | 'direction'>
-  messageDuration: BatchedHistogram
+  messageDuration: SeriesHistogram
   messageErrors: Counter<'route' | 'type' | 'code'>
   rateLimited: Counter<'route' | 'scope'>
   slowConsumerCloses: Counter<'route'>
   bufferedBytes: Gauge<'route'>
   brokerPublish: Counter<'broker' | 'outcome'>
-  brokerDelivery: Histogram<'broker'>
+  brokerDelivery: SeriesHistogram
 }
 
 /** What the broker health gauge reads when Prometheus scrapes. */
@@ -140,11 +140,11 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       flushesByMetric.set(created, [])
       return created
     })
-  const batchedHistogram = (name: string, help: string, buckets: number[]): BatchedHistogram => {
+  const seriesHistogram = (name: string, help: string, buckets: number[]): SeriesHistogram => {
     // By shape, not class: another copy of this package may have registered it.
-    const existing = registry.getSingleMetric(name) as unknown as BatchedHistogram | undefined
+    const existing = registry.getSingleMetric(name) as unknown as SeriesHistogram | undefined
     if (typeof existing?.series === 'function') return existing
-    return new BatchedHistogram(name, help, buckets, registry)
+    return new SeriesHistogram(name, help, buckets, registry)
   }
   const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> =>
     metric(name, () => new client.Histogram({ name, help, labelNames, buckets, registers }))
@@ -158,7 +158,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     messagesReceived: batchedCounter('ws_messages_received_total', 'Frames received, valid or not', ['route', 'type']),
     messagesSent: batchedCounter('ws_messages_sent_total', 'Frames sent', ['route', 'type']),
     messageBytes: batchedCounter('ws_message_bytes_total', 'Frame payload bytes', ['route', 'direction']),
-    messageDuration: batchedHistogram('ws_message_duration_seconds', 'Time from a message\'s arrival to its answer', MESSAGE_SECONDS),
+    messageDuration: seriesHistogram('ws_message_duration_seconds', 'Time from a message\'s arrival to its answer', MESSAGE_SECONDS),
     messageErrors: counter('ws_message_errors_total', 'Error frames sent, by code', ['route', 'type', 'code']),
     rateLimited: counter('ws_rate_limited_total', 'Messages and upgrades refused by a rate limit', ['route', 'scope']),
     slowConsumerCloses: counter('ws_slow_consumer_closes_total', 'Connections closed because their outgoing buffer overflowed', ['route']),
@@ -174,7 +174,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       }
     })),
     brokerPublish: counter('ws_broker_publish_total', 'Publishes handed to the broker, by outcome', ['broker', 'outcome']),
-    brokerDelivery: histogram('ws_broker_delivery_seconds', 'Time from a publish on any node to its delivery on this one', ['broker'], DELIVERY_SECONDS)
+    brokerDelivery: seriesHistogram('ws_broker_delivery_seconds', 'Time from a publish on any node to its delivery on this one', DELIVERY_SECONDS)
   }
   const brokerUp = metric('ws_broker_up', () => new client.Gauge({
     name: 'ws_broker_up',
@@ -187,11 +187,29 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     }
   }))
 
+  // Per publish and per delivered entry: each label set is looked up once, not hashed per call.
+  const publishes = new Map<string, { inc: () => void }>()
+  const deliveries = new Map<string, HistogramSeries>()
   return {
     registry,
     forRoute: (route) => routeMetrics(instruments, route),
-    brokerPublished: (broker, outcome) => instruments.brokerPublish.inc({ broker, outcome }),
-    brokerDelivered: (broker, seconds) => instruments.brokerDelivery.observe({ broker }, seconds),
+    brokerPublished: (broker, outcome) => {
+      const key = `${broker}\0${outcome}`
+      let child = publishes.get(key)
+      if (child === undefined) {
+        child = instruments.brokerPublish.labels(broker, outcome)
+        publishes.set(key, child)
+      }
+      child.inc()
+    },
+    brokerDelivered: (broker, seconds) => {
+      let series = deliveries.get(broker)
+      if (series === undefined) {
+        series = instruments.brokerDelivery.series({ broker })
+        deliveries.set(broker, series)
+      }
+      series.observe(seconds)
+    },
     trackBroker: (broker) => { trackedBrokers.set(brokerUp, broker) },
     trackBufferedBytes: (read) => { bufferedReaders.set(instruments.bufferedBytes, read) }
   }

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import promClient from 'prom-client'
-import { BatchedHistogram } from '../plugin/telemetry/batched-histogram.js'
+import { SeriesHistogram } from '../plugin/telemetry/series-histogram.js'
 
-test('the batched histogram exposes exactly what prom-client\'s Histogram exposes for the same observations', async () => {
+test('the series histogram exposes exactly what prom-client\'s Histogram exposes for the same observations', async () => {
   const bounds = [0.001, 0.01, 0.1, 1]
   const ours = new promClient.Registry()
   const theirs = new promClient.Registry()
-  const batched = new BatchedHistogram('h', 'help text', bounds, ours)
+  const batched = new SeriesHistogram('h', 'help text', bounds, ours)
   const reference = new promClient.Histogram({ name: 'h', help: 'help text', labelNames: ['route', 'type'], buckets: bounds, registers: [theirs] })
   // Values on and between the bounds (a value equal to a bound belongs to it), above all of them, and 0.
   const values = [0, 0.001, 0.0010001, 0.05, 0.1, 0.5, 1, 7, 42]

@@ -44,7 +44,7 @@ interface MetricValue {
  * prom-client registry through the registry's own contract (`name`, `help`, `type`, `get`,
  * `reset`) and is exposed exactly as prom-client exposes histograms.
  */
-export class BatchedHistogram {
+export class SeriesHistogram {
   readonly name: string
   readonly help: string
   readonly type = 'histogram'
