@@ -126,6 +126,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     stopSweeper = startSweeper(state.connections, options)
   })
   fastify.addHook('onClose', async () => {
+    metrics.release()
     stopSweeper?.()
     if (ownsBroker) await broker.close()
   })

@@ -77,6 +77,8 @@ export interface RealtimeMetrics {
   trackBroker: (broker: BrokerHealth) => void
   /** Reports outgoing buffered bytes per route, read when Prometheus scrapes. */
   trackBufferedBytes: (read: () => Map<string, number>) => void
+  /** Stops reporting this instance (its counts so far stay): call when it closes. */
+  release: () => void
 }
 
 const noop = (): void => {}
@@ -97,30 +99,37 @@ export const NOOP_METRICS: RealtimeMetrics = {
   brokerPublished: noop,
   brokerDelivered: noop,
   trackBroker: noop,
-  trackBufferedBytes: noop
+  trackBufferedBytes: noop,
+  release: noop
 }
-
-/**
- * Per-frame counts are kept in plain numbers and handed to prom-client when it collects: its
- * `inc` hashes the label set on every call, even on a child, which per frame was a measurable
- * share of a message's cost.
- */
-type Flush = () => void
-const flushesByMetric = new WeakMap<object, Flush[]>()
 
 /*
- * What the scrape-time gauges read, kept by gauge rather than in the closure of the call that
- * created it: a registry reused by a later plugin instance then reads that instance's state.
+ * What a metric reads when Prometheus collects, by metric: per-frame counts kept in plain
+ * numbers (prom-client's `inc` hashes the label set on every call, a measurable share of a
+ * frame's cost) and the scrape-time gauges. Every plugin instance sharing a registry adds its
+ * own and removes them when it closes, so each reports its routes and broker, and a closed one
+ * leaves nothing behind.
  */
-const bufferedReaders = new WeakMap<object, () => Map<string, number>>()
-const trackedBrokers = new WeakMap<object, BrokerHealth>()
+type Collector = () => void
+const collectorsByMetric = new WeakMap<object, Set<Collector>>()
 
-function flushInto (metric: object, flush: Flush): void {
-  flushesByMetric.get(metric)?.push(flush)
+function collectorsOf (metric: object): Set<Collector> {
+  let collectors = collectorsByMetric.get(metric)
+  if (collectors === undefined) {
+    collectors = new Set()
+    collectorsByMetric.set(metric, collectors)
+  }
+  return collectors
 }
 
-function runFlushes (this: object): void {
-  for (const flush of flushesByMetric.get(this) ?? []) flush()
+function runCollectors (this: object): void {
+  for (const collect of collectorsByMetric.get(this) ?? []) collect()
+}
+
+/** A gauge read at scrape time starts empty each time: series of closed instances disappear. */
+function runGaugeCollectors (this: { reset: () => void }): void {
+  this.reset()
+  runCollectors.call(this)
 }
 
 /**
@@ -128,6 +137,11 @@ function runFlushes (this: object): void {
  * plugin instance, or a registry fastify-metrics cleared and refilled).
  */
 export function createMetrics (client: PromClient, registry: Registry): RealtimeMetrics {
+  const added: Array<[object, Collector]> = []
+  const addCollector = (metric: object, collect: Collector): void => {
+    collectorsOf(metric).add(collect)
+    added.push([metric, collect])
+  }
   function metric<T> (name: string, create: () => T): T {
     return (registry.getSingleMetric(name) as T | undefined) ?? create()
   }
@@ -136,9 +150,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     metric(name, () => new client.Counter({ name, help, labelNames, registers }))
   const batchedCounter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
     metric(name, () => {
-      const created = new client.Counter({ name, help, labelNames, registers, collect: runFlushes })
-      flushesByMetric.set(created, [])
-      return created
+      return new client.Counter({ name, help, labelNames, registers, collect: runCollectors })
     })
   const seriesHistogram = (name: string, help: string, buckets: number[]): SeriesHistogram => {
     // By shape, not class: another copy of this package may have registered it.
@@ -167,11 +179,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       help: 'Bytes waiting to be written to WebSocket peers',
       labelNames: ['route'],
       registers,
-      collect () {
-        const read = bufferedReaders.get(this)
-        if (read === undefined) return
-        for (const [route, bytes] of read()) this.set({ route }, bytes)
-      }
+      collect: runGaugeCollectors
     })),
     brokerPublish: counter('ws_broker_publish_total', 'Publishes handed to the broker, by outcome', ['broker', 'outcome']),
     brokerDelivery: seriesHistogram('ws_broker_delivery_seconds', 'Time from a publish on any node to its delivery on this one', DELIVERY_SECONDS)
@@ -181,10 +189,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     help: 'Whether the broker is reachable (1) or not (0)',
     labelNames: ['broker'],
     registers,
-    collect () {
-      const broker = trackedBrokers.get(this)
-      if (broker !== undefined) this.set({ broker: broker.name }, broker.healthy ? 1 : 0)
-    }
+    collect: runGaugeCollectors
   }))
 
   // Per publish and per delivered entry: each label set is looked up once, not hashed per call.
@@ -192,7 +197,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
   const deliveries = new Map<string, HistogramSeries>()
   return {
     registry,
-    forRoute: (route) => routeMetrics(instruments, route),
+    forRoute: (route) => routeMetrics(instruments, route, addCollector),
     brokerPublished: (broker, outcome) => {
       const key = `${broker}\0${outcome}`
       let child = publishes.get(key)
@@ -210,12 +215,26 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       }
       series.observe(seconds)
     },
-    trackBroker: (broker) => { trackedBrokers.set(brokerUp, broker) },
-    trackBufferedBytes: (read) => { bufferedReaders.set(instruments.bufferedBytes, read) }
+    trackBroker: (broker) => {
+      addCollector(brokerUp, () => brokerUp.set({ broker: broker.name }, broker.healthy ? 1 : 0))
+    },
+    trackBufferedBytes: (read) => {
+      addCollector(instruments.bufferedBytes, () => {
+        for (const [route, bytes] of read()) instruments.bufferedBytes.set({ route }, bytes)
+      })
+    },
+    release: () => {
+      // Counts not yet handed over are handed over now, then nothing here is read again.
+      for (const [metric, collect] of added) {
+        collect()
+        collectorsByMetric.get(metric)?.delete(collect)
+      }
+      added.length = 0
+    }
   }
 }
 
-function routeMetrics (m: Instruments, route: string): RouteMetrics {
+function routeMetrics (m: Instruments, route: string, addCollector: (metric: object, collect: Collector) => void): RouteMetrics {
   const cache = new Map<string, { inc: (value?: number) => void }>()
   const histograms = new Map<string, HistogramSeries>()
   function cached<T extends { inc: (value?: number) => void }> (key: string, create: () => T): T {
@@ -237,15 +256,15 @@ function routeMetrics (m: Instruments, route: string): RouteMetrics {
   const sent = new Map<string, number>()
   let bytesIn = 0
   let bytesOut = 0
-  flushInto(m.messagesReceived, () => {
+  addCollector(m.messagesReceived, () => {
     for (const [type, count] of received) m.messagesReceived.inc({ route, type }, count)
     received.clear()
   })
-  flushInto(m.messagesSent, () => {
+  addCollector(m.messagesSent, () => {
     for (const [type, count] of sent) m.messagesSent.inc({ route, type }, count)
     sent.clear()
   })
-  flushInto(m.messageBytes, () => {
+  addCollector(m.messageBytes, () => {
     if (bytesIn > 0) m.messageBytes.inc({ route, direction: 'in' }, bytesIn)
     if (bytesOut > 0) m.messageBytes.inc({ route, direction: 'out' }, bytesOut)
     bytesIn = 0
