@@ -33,8 +33,16 @@ export const DEFAULTS = Object.freeze({
   abuseMinRefusals: 50,
   /** How long a slow consumer's close frame may wait behind its full buffer before termination. */
   slowConsumerGraceMs: 1_000,
-  /** Events each topic keeps for recovery in the memory broker. */
+  /** Events each topic keeps for recovery, in either broker. */
   historySize: 1_000,
   /** Topics the memory broker keeps history for; the least recently published go first. */
-  maxTopics: 10_000
+  maxTopics: 10_000,
+  /** Redis broker: how long a topic's keys live after its last publish. */
+  topicTtlSeconds: 86_400,
+  /** Redis broker: how long a command may take before it fails as UNAVAILABLE. */
+  commandTimeoutMs: 2_000,
+  /** Redis broker: the prefix of every key it writes. */
+  keyPrefix: 'frt:',
+  /** Redis broker: the ceiling of its jittered reconnection delay. */
+  redisReconnectMaxMs: 2_000
 })

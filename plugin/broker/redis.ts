@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
+import { backoffDelay } from '../client/backoff.js'
 import { DEFAULTS } from '../defaults.js'
 import {
   BrokerUnavailableError,
@@ -57,7 +58,6 @@ interface LocalTopic {
 
 type HistoryReply = [string, string, string, number, Array<[string, string[]]>]
 
-const DEFAULT_TTL_SECONDS = 86_400
 const REPAIR_RETRY_MS = 500
 const LIVE_SUFFIX = '}:live'
 const SILENT: BrokerLogger = { info: () => {}, warn: () => {} }
@@ -86,23 +86,20 @@ export class RedisBroker implements Broker {
   #epochCount = 0
 
   constructor (options: RedisBrokerOptions = {}) {
-    const historySize = options.historySize ?? DEFAULTS.historySize
-    if (!Number.isInteger(historySize) || historySize < 1) {
-      throw new TypeError(`historySize must be a positive integer, got ${historySize}`)
-    }
-    this.#historySize = historySize
-    this.#ttlSeconds = positiveInteger('topicTtlSeconds', options.topicTtlSeconds ?? DEFAULT_TTL_SECONDS)
-    positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? 2_000)
-    this.#prefix = options.keyPrefix ?? 'frt:'
+    this.#historySize = positiveInteger('historySize', options.historySize ?? DEFAULTS.historySize)
+    this.#ttlSeconds = positiveInteger('topicTtlSeconds', options.topicTtlSeconds ?? DEFAULTS.topicTtlSeconds)
+    const commandTimeout = positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs)
+    this.#prefix = options.keyPrefix ?? DEFAULTS.keyPrefix
     this.#log = options.log ?? SILENT
     const redisOptions: RedisOptions = {
       // Fail at once while disconnected: a publish answers UNAVAILABLE rather than waiting in a queue.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs ?? 2_000,
+      commandTimeout,
       // Channels are subscribed again on `ready`, followed by a repair of each topic's gap.
       autoResubscribe: false,
-      retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2_000),
+      // Jittered, like the client's: nodes that lost Redis together do not return in step.
+      retryStrategy: (attempt) => Math.max(10, backoffDelay(attempt, { minMs: 100, maxMs: DEFAULTS.redisReconnectMaxMs })),
       ...options.redisOptions
     }
     this.#commands = options.url === undefined ? new Redis(redisOptions) : new Redis(options.url, redisOptions)
@@ -280,9 +277,7 @@ export class RedisBroker implements Broker {
     const from = local.last
     this.history(topic, from).then((history) => {
       if (this.#topics.get(topic) !== local) return
-      if (history.position.epoch !== local.epoch) {
-        local.epoch = history.position.epoch
-      }
+      local.epoch = history.position.epoch
       for (const entry of history.entries) {
         if (compareOffsets(entry.offset, local.last) <= 0) continue
         local.last = entry.offset
