@@ -150,10 +150,12 @@ test('client: a refused handshake backs off and retries; 4003 fetches new creden
   const states = track(client)
   await eventually(() => client.state === 'open', 5_000, 'the client to get in')
   assert.equal(calls, 2)
-  // The second token expires after a second: the server closes with 4003, the client refreshes.
+  assert.ok(states.includes('reconnecting'))
+  // The second token expires after a second: the server closes with 4003, the client asks for
+  // a third token and is back in with it.
+  await eventually(() => calls === 3 && client.state === 'open', 10_000, 'a new token after 4003, and the client back in')
   const reply = await client.request('say', { room: 'auth', text: 'who am I' })
   assert.ok(reply.offset)
-  assert.ok(states.includes('reconnecting'))
 })
 
 test('client: a connection that goes silent is detected with $ping and replaced', async (t) => {
