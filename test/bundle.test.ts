@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { freePort } from './helpers/redis.js'
@@ -35,16 +35,21 @@ test('Dockerfile: its production-only install runs the app as its CMD says, heal
   assert.equal(cmd[0], 'node')
   assert.equal(healthcheck[0], 'node')
 
-  // What the image holds: the dependencies stage's install, then plugin/ and app/.
+  // What the image holds, from the Dockerfile's own COPY lines: the first stage's files, its
+  // install, then the last stage's sources (a source it stops copying fails the start below).
+  const [dependencyStage, runtimeStage] = dockerfile.split(/^FROM .*$/m).slice(1) as [string, string]
+  const copies = (stage: string): string[] => [...stage.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((match) => match[1]!.split(' '))
   const image = await mkdtemp(join(tmpdir(), 'realtime-image-'))
   t.after(async () => await rm(image, { recursive: true, force: true }))
-  await mkdir(join(image, 'app'))
-  for (const file of ['package.json', 'package-lock.json', 'app/package.json']) await cp(new URL(file, root), join(image, file))
+  const copy = async (path: string): Promise<void> => {
+    await mkdir(dirname(join(image, path)), { recursive: true })
+    await cp(new URL(path, root), join(image, path), { recursive: true, filter: (source) => !source.includes('node_modules') })
+  }
+  for (const path of copies(dependencyStage)) await copy(path)
   await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: image, timeout: 300_000 })
   assert.ok(!existsSync(join(image, 'node_modules', 'playwright-core')), 'no test tooling in the image')
   assert.ok(!existsSync(join(image, 'node_modules', 'typescript')), 'no compiler in the image')
-  await cp(new URL('plugin', root), join(image, 'plugin'), { recursive: true })
-  await cp(new URL('app', root), join(image, 'app'), { recursive: true, filter: (source) => !source.includes('node_modules') })
+  for (const path of copies(runtimeStage)) await copy(path)
 
   const port = await freePort()
   const child = spawn(process.execPath, cmd.slice(1), { cwd: image, env: { ...process.env, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1' }, stdio: 'ignore' })
