@@ -19,8 +19,12 @@ export interface EnvelopeFailure {
 
 export type EnvelopeResult = { ok: true, envelope: Envelope } | { ok: false, failure: EnvelopeFailure }
 
-/** Only frames that mention these words are scanned for them: the common frame pays nothing. */
-const FORBIDDEN_KEY_HINT = /__proto__|constructor/
+/**
+ * Only frames that could hold a forbidden key are scanned for it: the common frame pays nothing.
+ * A key spelled with JSON escapes (`"\u005f_proto__"`) needs a `\u` escape, since no other JSON
+ * escape yields a letter or `_`, so every way of writing the keys contains one of these.
+ */
+const FORBIDDEN_KEY_HINT = /__proto__|constructor|\\u/
 
 /**
  * Parses one text frame into an envelope. Depth is capped before parsing; `__proto__` and

@@ -158,6 +158,28 @@ test('hostile JSON is contained: deep nesting and prototype keys are refused bef
   assert.equal((await client.request('echo', { text: 'alive' })).data.text, 'alive')
 })
 
+test('prototype keys spelled with JSON escapes are refused like plain ones', async (t) => {
+  const server = await startServer(t, declareTestRoute)
+  const client = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  const spellings = [
+    '"\\u005f_proto__":{"polluted":true}',
+    '"__pr\\u006fto__":{"polluted":true}',
+    '"\\u0063onstructor":{"prototype":{"polluted":true}}',
+    '"constructor":{"\\u0070rototype":{"polluted":true}}',
+    '"\\u0063\\u006f\\u006e\\u0073\\u0074\\u0072\\u0075\\u0063\\u0074\\u006f\\u0072":{"prototype":{"polluted":true}}'
+  ]
+  for (const [index, key] of spellings.entries()) {
+    client.sendRaw(`{"type":"echo","id":${index},"data":{"text":"a",${key}}}`)
+    const frame = await client.next()
+    assert.equal(frame.error?.code, ErrorCode.INVALID_MESSAGE, key)
+    assert.equal(frame.id, index)
+  }
+  // Escapes elsewhere are ordinary text.
+  client.sendRaw('{"type":"echo","id":"e","data":{"text":"caf\\u00e9 \\u005f"}}')
+  assert.deepEqual(await client.next(), { type: '$reply', id: 'e', data: { text: 'café _' } })
+  assert.equal(await metricValue(server.app.realtime.metricsRegistry, 'ws_message_errors_total', { code: ErrorCode.INVALID_MESSAGE }), spellings.length)
+})
+
 test('a handler that throws or rejects yields HANDLER_ERROR, logs the stack, and nobody else notices', async (t) => {
   const server = await startServer(t, declareTestRoute)
   const client = await TestClient.connect(t, `${server.wsUrl}/ws`)
