@@ -40,7 +40,10 @@ export async function admitUpgrade (state: RealtimeState, route: CompiledRoute, 
 /** `preValidation`: after the rate limit, the checks that cost more. */
 export async function verifyUpgrade (state: RealtimeState, route: CompiledRoute, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
   if (!request.ws) return undefined
-  if (!originAllowed(state.options.allowedOrigins, request)) {
+  const origin = originVerdict(state.options.allowedOrigins, request)
+  if (origin !== 'allowed') {
+    // A page served from a public host needs the operator to list it; the log says so.
+    if (origin === 'unlisted') request.log.warn({ origin: request.headers.origin }, 'ws.origin_not_configured')
     return refuse(route, request, reply, 403, 'origin', 'origin not allowed')
   }
   const authenticate = state.options.authenticate
@@ -89,15 +92,29 @@ function reserveSlot (state: RealtimeState, request: FastifyRequest): void {
   request.raw.socket.once('close', onSocketClose)
 }
 
-function originAllowed (allowed: Set<string> | undefined, request: FastifyRequest): boolean {
+/**
+ * `Origin` against the allow-list. Without one, only pages served from this very host on a
+ * loopback name pass (development): `Host` is chosen by the client, so a page whose DNS name was
+ * rebound to this server sends a matching `Host` and `Origin` and would pass a plain same-origin
+ * check. A same-host page on any other name is `unlisted`: refused, with a hint to configure
+ * `allowedOrigins`.
+ */
+function originVerdict (allowed: Set<string> | undefined, request: FastifyRequest): 'allowed' | 'refused' | 'unlisted' {
   const origin = request.headers.origin
-  if (origin === undefined) return true
-  if (allowed !== undefined) return allowed.has(origin)
+  if (origin === undefined) return 'allowed'
+  if (allowed !== undefined) return allowed.has(origin) ? 'allowed' : 'refused'
+  let url: URL
   try {
-    return new URL(origin).host === request.host
+    url = new URL(origin)
   } catch {
-    return false
+    return 'refused'
   }
+  if (url.host !== request.host) return 'refused'
+  return isLoopbackName(url.hostname) ? 'allowed' : 'unlisted'
+}
+
+function isLoopbackName (hostname: string): boolean {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname)
 }
 
 function refuse (

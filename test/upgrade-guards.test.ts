@@ -42,20 +42,31 @@ test('maxConnections holds under a burst of concurrent upgrades', async (t) => {
   assert.equal(server.app.realtime.connectionCount, 10)
 })
 
-test('Origin: same-origin and Origin-less clients by default; an allow-list is exact; others get 403', async (t) => {
+test('Origin: Origin-less clients and loopback same-origin pages by default; an allow-list is exact; others get 403', async (t) => {
   const server = await startServer(t, echoRoute)
   const host = new URL(server.httpUrl).host
+  const port = new URL(server.httpUrl).port
   assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { origin: `http://${host}` })).status, 101)
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { origin: `http://localhost:${port}`, host: `localhost:${port}` })).status, 101)
   assert.equal((await upgradeStatus(`${server.wsUrl}/ws`)).status, 101)
   const foreign = await upgradeStatus(`${server.wsUrl}/ws`, { origin: 'https://evil.example' })
   assert.equal(foreign.status, 403)
-  assert.equal(await metricValue(server.app.realtime.metricsRegistry, 'ws_connections_rejected_total', { reason: 'origin' }), 1)
+  // DNS rebinding: the attacker's name now points here, so Host and Origin agree. Not trusted.
+  const rebound = await upgradeStatus(`${server.wsUrl}/ws`, { origin: 'http://evil.example', host: 'evil.example' })
+  assert.equal(rebound.status, 403)
+  // Nor is a public name of this server's own until it is listed: the log says what to set.
+  assert.equal((await upgradeStatus(`${server.wsUrl}/ws`, { origin: 'https://chat.example.com', host: 'chat.example.com' })).status, 403)
+  const hints = server.logs.filter((line) => line.msg === 'ws.origin_not_configured').map((line) => [line.origin, line.level])
+  assert.deepEqual(hints, [['http://evil.example', 40], ['https://chat.example.com', 40]])
+  assert.equal(await metricValue(server.app.realtime.metricsRegistry, 'ws_connections_rejected_total', { reason: 'origin' }), 3)
 
   const listed = await startServer(t, echoRoute, { allowedOrigins: ['https://app.example'] })
   assert.equal((await upgradeStatus(`${listed.wsUrl}/ws`, { origin: 'https://app.example' })).status, 101)
   assert.equal((await upgradeStatus(`${listed.wsUrl}/ws`, { origin: 'https://app.example.evil' })).status, 403)
   assert.equal((await upgradeStatus(`${listed.wsUrl}/ws`, { origin: `http://${new URL(listed.httpUrl).host}` })).status, 403, 'with a list, same-origin is not implied')
   assert.equal((await upgradeStatus(`${listed.wsUrl}/ws`)).status, 101, 'Origin-less clients (servers, CLIs) are allowed')
+  const listedPublic = await startServer(t, echoRoute, { allowedOrigins: ['https://chat.example.com'] })
+  assert.equal((await upgradeStatus(`${listedPublic.wsUrl}/ws`, { origin: 'https://chat.example.com', host: 'chat.example.com' })).status, 101)
 })
 
 test('authenticate: token from header, bearer subprotocol or query; 401 otherwise; identity on the connection', async (t) => {
