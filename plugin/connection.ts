@@ -5,8 +5,10 @@ import type { WebSocket } from 'ws'
 import type { TopicEntry } from './broker/broker.js'
 import { nextConnectionId } from './connection-id.js'
 import { textFrame, textFrameOf, type SharedText } from './frame.js'
+import type { ClientBudget } from './client-budgets.js'
 import { DEFAULTS } from './defaults.js'
 import { FRT_ERR_UNKNOWN_EVENT } from './errors.js'
+import { compactFragments, fragmentReceiverOf, type FragmentReceiver } from './fragment-guard.js'
 import { RefusalCounter, TokenBucket } from './limits.js'
 import { CloseCode, errorFrame, eventFrame, replyFrame, type MessageId, type RealtimeErrorOptions } from './protocol.js'
 import type { CompiledRoute } from './route-table.js'
@@ -28,6 +30,9 @@ export interface ConnectionLimits {
 }
 
 const TEXT_FRAME = { binary: false }
+/** Where the TCP socket keeps its connection, for listeners shared by every socket. */
+const kConnection = Symbol('fastify-realtime.stream-connection')
+type ConnectionStream = Socket & { [kConnection]?: Connection }
 const MAX_CLOSE_REASON_BYTES = 123
 const OPEN = 1
 const CLOSED = 3
@@ -52,8 +57,12 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   upgradeSpan: SpanContext | undefined = undefined
   /** Cleared by each heartbeat ping, set by the pong; still clear at the next ping means dead. */
   alive = true
+  /** The budget this connection shares with the other connections of its client, if any. */
+  clientBudget: ClientBudget | undefined = undefined
   /** Set once the socket has closed: work still under way for it must not register anything. */
   closed = false
+  /** When the peer began a message it has not finished (whole ms of performance.now()). */
+  incompleteSince: number | undefined = undefined
   readonly #socket: WebSocket
   readonly #stream: Socket | undefined
   /** The TCP socket when frames framed here may be written to it directly. */
@@ -64,6 +73,11 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   #refusals: RefusalCounter | undefined
   #log: FastifyBaseLogger | undefined
   #subscriptions: Map<string, Subscription> | undefined
+  readonly #receiver: FragmentReceiver | undefined
+  /** The fragments array last compacted, and how many of its entries are compact. */
+  #fragments: Buffer[] | undefined
+  #compactFragments = 0
+  #pendingPongs = 0
   #inflight = 0
   #idleWaiters: Array<() => void> = []
   #corked = false
@@ -78,13 +92,15 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     this.identity = identity
     this.#limits = limits
     // The upgraded TCP socket: corking it batches every frame written in one tick into one write.
-    const stream = request.raw.socket as Socket | undefined
+    const stream = request.raw.socket as ConnectionStream | undefined
     this.#stream = typeof stream?.cork === 'function' ? stream : undefined
+    this.#receiver = fragmentReceiverOf(socket)
     if (this.#stream !== undefined) {
       // Corked around each read: ws parses a read's frames synchronously in its own 'data'
       // listener, so every reply they cause leaves in one write when the read is done.
+      (this.#stream as ConnectionStream)[kConnection] = this
       this.#stream.prependListener('data', corkForRead)
-      this.#stream.on('data', uncorkAfterRead)
+      this.#stream.on('data', afterRead)
     }
     // Without permessage-deflate ws writes every frame synchronously and queues none of its own,
     // so frames written straight to the socket can neither overtake nor split one of its own
@@ -192,6 +208,11 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     return true
   }
 
+  /** Milliseconds until the client's shared budget allows another message; 0 when it may proceed. */
+  takeClientToken (): number {
+    return this.clientBudget === undefined ? 0 : this.clientBudget.bucket.take()
+  }
+
   /** Milliseconds until the budget allows another message of `type`; 0 when it may proceed. */
   takeToken (type: string | undefined, typeRate: number | undefined): number {
     if (typeRate !== undefined && type !== undefined) {
@@ -243,8 +264,10 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
    * reports what the peer answered (or 1006 when the peer never answered).
    */
   noteSocketError (err: Error & { code?: string }): void {
-    const code = closeCodeOfWsError(err.code)
-    if (code !== undefined) this.#sentClose ??= { code, reason: err.code ?? '' }
+    const code = closeCodeOfWsError(err)
+    if (code === undefined) return
+    this.#sentClose ??= { code, reason: err.code ?? '' }
+    this.compiledRoute.metrics.protocolError(err.code ?? 'WS_ERR_UNKNOWN')
   }
 
   /** The close code and reason this server sent, if it was the side that closed. */
@@ -265,6 +288,46 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     this.#stream?.uncork()
   }
 
+  /**
+   * After ws parsed a read: fragments of an unfinished message that arrived in it are copied out
+   * of the read's buffer (see fragment-guard.ts), and the message's start is noted for the
+   * deadline by which it must complete.
+   */
+  afterRead (): void {
+    const receiver = this.#receiver
+    if (receiver === undefined) return
+    if (receiver._fragmented === 0) {
+      this.incompleteSince = undefined
+      return
+    }
+    const fragments = receiver._fragments
+    if (fragments !== this.#fragments) {
+      // A new message: ws starts each one with a new array.
+      this.#fragments = fragments
+      this.#compactFragments = 0
+      this.incompleteSince = Math.floor(performance.now())
+    }
+    if (fragments.length > this.#compactFragments) this.#compactFragments = compactFragments(fragments, this.#compactFragments)
+  }
+
+  /**
+   * Answers a ping. ws's own answer (autoPong) terminates a peer that pings faster than it reads
+   * the pongs without saying why; this one says so, in the log and the metrics.
+   */
+  answerPing (data: Buffer): void {
+    if (this.#socket.readyState !== OPEN) return
+    if (this.#pendingPongs >= DEFAULTS.maxPendingPongs) {
+      this.log.warn({ pendingPongs: this.#pendingPongs }, 'ws.ping_flood')
+      this.compiledRoute.metrics.protocolError('PING_FLOOD')
+      // Its pongs wait unread behind each other: a close frame would wait behind them too.
+      this.#sentClose ??= { code: CloseCode.ABNORMAL_CLOSURE, reason: 'ping flood' }
+      this.terminate()
+      return
+    }
+    this.#pendingPongs++
+    this.#socket.pong(data, false, () => { this.#pendingPongs-- })
+  }
+
   #closeSlowConsumer (): void {
     if (this.#closing) return
     this.log.warn({ bufferedBytes: this.#socket.bufferedAmount }, 'ws.slow_consumer')
@@ -275,20 +338,27 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   }
 }
 
-/** ws's receiver errors and the close codes it sends for them. */
-function closeCodeOfWsError (code: string | undefined): number | undefined {
-  if (code === undefined || !code.startsWith('WS_ERR_')) return undefined
-  if (code === 'WS_ERR_INVALID_UTF8') return 1007
-  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return CloseCode.MESSAGE_TOO_BIG
-  return 1002
+/**
+ * The close code ws sent after one of its receiver errors. ws keeps it on the error under a
+ * symbol of its own (`kStatusCode`, not exported), so it is read from there rather than
+ * guessed from the error's name: too many fragments is 1008, a bad frame 1002, bad UTF-8 1007.
+ */
+function closeCodeOfWsError (err: Error & { code?: string }): number | undefined {
+  if (err.code === undefined || !err.code.startsWith('WS_ERR_')) return undefined
+  for (const symbol of Object.getOwnPropertySymbols(err)) {
+    const value = (err as unknown as Record<symbol, unknown>)[symbol]
+    if (symbol.description === 'status-code' && typeof value === 'number') return value
+  }
+  return CloseCode.PROTOCOL_ERROR
 }
 
 function corkForRead (this: Socket): void {
   this.cork()
 }
 
-function uncorkAfterRead (this: Socket): void {
+function afterRead (this: ConnectionStream): void {
   this.uncork()
+  this[kConnection]?.afterRead()
 }
 
 function uncork (connection: Connection): void {

@@ -17,8 +17,24 @@ export const DEFAULTS = Object.freeze({
   upgradeRateLimit: 0,
   /** Per-connection message budget (token bucket, burst of the same size). 0 disables. */
   messagesPerSecond: 50,
+  /**
+   * Message budget shared by every connection of one authenticated identity on a node, so a
+   * client cannot multiply its rate by opening connections. 0 disables.
+   */
+  identityMessagesPerSecond: 200,
+  /**
+   * The same for anonymous connections, shared per client address. Off by default: behind NAT
+   * or a proxy without `trustProxy`, many people share one address. 0 disables.
+   */
+  addressMessagesPerSecond: 0,
   /** Time a drain has to close every connection (1012) before the rest are terminated. */
   drainMs: 10_000,
+  /** Fragments one message may arrive in; one more closes the connection with 1008. */
+  maxFragments: 128,
+  /** A message begun in fragments must be complete within this long, or the connection closes with 1008. 0 disables. */
+  incompleteMessageTimeoutMs: 10_000,
+  /** Pongs a peer may leave unread before it is terminated as a ping flood (ws's own default). */
+  maxPendingPongs: 60,
   /** Deepest JSON nesting accepted in a frame, checked before anything recurses into it. */
   maxNestingDepth: 32,
   /** Topics one connection may hold at once. */

@@ -4,6 +4,7 @@ import { DEFAULTS } from './defaults.js'
 import { parseEnvelope, type Envelope } from './envelope.js'
 import { CloseCode, ErrorCode, RealtimeError, type MessageId, type RealtimeErrorOptions } from './protocol.js'
 import type { CompiledMessage, CompiledRoute } from './route-table.js'
+import type { RateLimitScope } from './telemetry/metrics.js'
 import { endSpanWithError, startMessageSpan, withSpan } from './telemetry/tracing.js'
 import type { MessageContext } from './types.js'
 import type { Span } from '@opentelemetry/api'
@@ -105,10 +106,16 @@ function refuse (
   connection.sendError(id, code, message, options)
 }
 
+/** The connection's budget (or its type's), then the one its client's connections share. */
 function withinBudget (connection: Connection, id: MessageId | undefined, type: string, typeRate: number | undefined, span?: Span): boolean {
-  const retryAfterMs = connection.takeToken(type, typeRate)
-  if (retryAfterMs === 0) return true
-  connection.compiledRoute.metrics.rateLimited('message')
+  let retryAfterMs = connection.takeToken(type, typeRate)
+  let scope: RateLimitScope = 'message'
+  if (retryAfterMs === 0) {
+    retryAfterMs = connection.takeClientToken()
+    if (retryAfterMs === 0) return true
+    scope = 'client'
+  }
+  connection.compiledRoute.metrics.rateLimited(scope)
   if (connection.recordRefusal()) {
     if (span !== undefined) endSpanWithError(span, ErrorCode.RATE_LIMITED)
     connection.log.warn('ws.rate_limit_abuse')

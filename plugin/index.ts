@@ -80,6 +80,9 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   await fastify.register(fastifyWebsocket, {
     options: {
       maxPayload: options.maxPayload,
+      maxFragments: options.maxFragments,
+      // Pings are answered by the connection, which logs and counts a peer flooding them.
+      autoPong: false,
       perMessageDeflate: options.perMessageDeflate,
       handleProtocols: (protocols: Set<string>) => protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false
     },

@@ -31,6 +31,10 @@ export interface RealtimeOptions {
   upgradeRateLimit?: number
   /** Per-connection message budget per second; routes and message types may override it. 0 disables. */
   messagesPerSecond?: number
+  /** Messages per second shared by all connections of one identity on this node. 0 disables. */
+  identityMessagesPerSecond?: number
+  /** Messages per second shared by all anonymous connections from one client address on this node. 0 disables. */
+  addressMessagesPerSecond?: number
   /** `Origin` values allowed to connect, exactly; unset allows same-origin and Origin-less clients. */
   allowedOrigins?: string[]
   /** Authenticates upgrades; without it every client is anonymous. */
@@ -39,6 +43,10 @@ export interface RealtimeOptions {
   drainMs?: number
   /** Deepest JSON nesting accepted in a frame. */
   maxNestingDepth?: number
+  /** Fragments one message may arrive in; more close the connection with 1008. */
+  maxFragments?: number
+  /** How long a message begun in fragments may take to complete before the connection closes with 1008. 0 disables. */
+  incompleteMessageTimeoutMs?: number
   /** Topics one connection may hold at once. */
   maxSubscriptionsPerConnection?: number
   /** Negotiate permessage-deflate (off by default: it costs CPU and memory per socket). */
@@ -62,10 +70,14 @@ export interface ResolvedOptions {
   maxBufferedBytes: number
   upgradeRateLimit: number
   messagesPerSecond: number
+  identityMessagesPerSecond: number
+  addressMessagesPerSecond: number
   allowedOrigins: Set<string> | undefined
   authenticate: Authenticate | undefined
   drainMs: number
   maxNestingDepth: number
+  maxFragments: number
+  incompleteMessageTimeoutMs: number
   maxSubscriptionsPerConnection: number
   perMessageDeflate: boolean
   healthRoutes: boolean
@@ -87,10 +99,14 @@ export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
     maxBufferedBytes: integer('maxBufferedBytes', 1),
     upgradeRateLimit: integer('upgradeRateLimit', 0),
     messagesPerSecond: numberOption('messagesPerSecond', options.messagesPerSecond ?? DEFAULTS.messagesPerSecond),
+    identityMessagesPerSecond: numberOption('identityMessagesPerSecond', options.identityMessagesPerSecond ?? DEFAULTS.identityMessagesPerSecond),
+    addressMessagesPerSecond: numberOption('addressMessagesPerSecond', options.addressMessagesPerSecond ?? DEFAULTS.addressMessagesPerSecond),
     allowedOrigins: originsOption(options.allowedOrigins),
     authenticate: options.authenticate,
     drainMs: integer('drainMs', 0),
     maxNestingDepth: integer('maxNestingDepth', 1),
+    maxFragments: integer('maxFragments', 1),
+    incompleteMessageTimeoutMs: integer('incompleteMessageTimeoutMs', 0),
     maxSubscriptionsPerConnection: integer('maxSubscriptionsPerConnection', 0),
     perMessageDeflate: booleanOption('perMessageDeflate', options.perMessageDeflate ?? false),
     healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true),

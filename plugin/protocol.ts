@@ -28,7 +28,11 @@ export type ProtocolErrorCode = typeof ErrorCode[keyof typeof ErrorCode]
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
   UNSUPPORTED_DATA: 1003,
+  /** Never sent: what a side reports when the connection ended without a close frame. */
+  ABNORMAL_CLOSURE: 1006,
+  INVALID_PAYLOAD: 1007,
   POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,

@@ -154,9 +154,11 @@ function openConnection (state: RealtimeState, route: CompiledRoute, socket: Web
   const connected = socket as ConnectedSocket
   connected[kConnection] = connection
   connected.on('message', onMessage)
+  connected.on('ping', onPing)
   connected.on('pong', onPong)
   connected.on('error', onError)
   connected.once('close', onClose)
+  connection.clientBudget = state.clientBudgets.acquire(request, identity)
   state.connections.add(connection)
   route.connections.add(connection)
   route.metrics.connectionOpened()
@@ -178,6 +180,10 @@ function onMessage (this: ConnectedSocket, data: Buffer, isBinary: boolean): voi
   handleFrame(connection.compiledRoute.state.dispatch, connection, data, isBinary)
 }
 
+function onPing (this: ConnectedSocket, data: Buffer): void {
+  this[kConnection].answerPing(data)
+}
+
 function onPong (this: ConnectedSocket): void {
   this[kConnection].alive = true
 }
@@ -196,6 +202,7 @@ function onClose (this: ConnectedSocket, receivedCode: number, receivedReason: B
   state.connections.delete(connection)
   route.connections.delete(connection)
   state.hub.unsubscribeAll(connection)
+  if (connection.clientBudget !== undefined) state.clientBudgets.release(connection.clientBudget)
   const durationMs = performance.now() - connection.openedAt
   route.metrics.connectionClosed(code, durationMs / 1000)
   connection.request.log.info({ connectionId: connection.id, route: route.url, code, reason, durationMs: Math.round(durationMs) }, 'ws.close')

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { BrokerUnavailableError, type Broker, type TopicPosition } from './broker/broker.js'
 import { endSpanWithError, startPublishSpan, traceparentOf } from './telemetry/tracing.js'
+import { ClientBudgets } from './client-budgets.js'
 import type { Connection } from './connection.js'
 import type { DispatchEnvironment } from './dispatch.js'
 import { FRT_ERR_INVALID_TOPIC, FRT_ERR_UNKNOWN_EVENT } from './errors.js'
@@ -20,6 +21,8 @@ export interface RealtimeState {
   readonly metrics: RealtimeMetrics
   readonly dispatch: DispatchEnvironment
   readonly connections: Set<Connection>
+  /** Message budgets shared by each client's connections on this node. */
+  readonly clientBudgets: ClientBudgets
   readonly routes: CompiledRoute[]
   /** Identities established before the upgrade, picked up when the connection opens. */
   readonly identities: WeakMap<FastifyRequest, Identity>
@@ -71,6 +74,7 @@ export function createState (options: ResolvedOptions, broker: Broker, metrics: 
       publish
     },
     connections: new Set(),
+    clientBudgets: new ClientBudgets(options.identityMessagesPerSecond, options.addressMessagesPerSecond),
     routes: [],
     identities: new WeakMap(),
     reservations: new Map(),

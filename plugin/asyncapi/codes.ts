@@ -23,10 +23,10 @@ export interface CloseCodeMeaning {
 export const CLOSE_CODE_MEANINGS: Record<number, CloseCodeMeaning> = {
   [CloseCode.NORMAL]: { meaning: 'normal close by either side', reconnect: 'no' },
   [CloseCode.GOING_AWAY]: { meaning: 'going away (from proxies; not sent by this server)', reconnect: 'yes, with backoff' },
-  1002: { meaning: 'protocol error: bad opcode, unmasked client frame, reserved bits', reconnect: 'no' },
+  [CloseCode.PROTOCOL_ERROR]: { meaning: 'protocol error: bad opcode, unmasked client frame, reserved bits', reconnect: 'no' },
   [CloseCode.UNSUPPORTED_DATA]: { meaning: 'binary frame on a route that closes on them', reconnect: 'no' },
-  1006: { meaning: 'no close frame: a missed heartbeat, a straggler at the end of a drain, a slow consumer that read nothing, or a refused handshake', reconnect: 'yes, with backoff' },
-  1007: { meaning: 'a text frame that is not valid UTF-8', reconnect: 'no' },
+  [CloseCode.ABNORMAL_CLOSURE]: { meaning: 'no close frame: a missed heartbeat, a straggler at the end of a drain, a slow consumer that read nothing, or a refused handshake', reconnect: 'yes, with backoff' },
+  [CloseCode.INVALID_PAYLOAD]: { meaning: 'a text frame that is not valid UTF-8', reconnect: 'no' },
   [CloseCode.POLICY_VIOLATION]: { meaning: 'sustained rate-limit abuse', reconnect: 'no, until the user acts' },
   [CloseCode.MESSAGE_TOO_BIG]: { meaning: 'frame over the route\'s maxPayload', reconnect: 'no' },
   [CloseCode.INTERNAL_ERROR]: { meaning: 'unexpected server error', reconnect: 'yes, with backoff' },

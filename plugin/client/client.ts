@@ -1,5 +1,5 @@
 import { compareOffsets } from '../broker/offset.js'
-import { ErrorCode, SUBPROTOCOL } from '../protocol.js'
+import { CloseCode, ErrorCode, SUBPROTOCOL } from '../protocol.js'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import { closePolicy, type ClosePolicy } from './close-policy.js'
 import type { AnyRoute, EventName, MessageReply, MessageType, OptionalDataArgs, RouteShape, TopicEvent } from './types.js'
@@ -258,7 +258,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   }
 
   #connect (): void {
-    this.#attemptConnection().catch(() => this.#scheduleReconnect('reconnect', 1006))
+    this.#attemptConnection().catch(() => this.#scheduleReconnect('reconnect', CloseCode.ABNORMAL_CLOSURE))
   }
 
   async #attemptConnection (): Promise<void> {
@@ -439,7 +439,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       // (a throttled background tab, a laptop resuming) first sends a ping.
       if (this.#pinging && now - (this.#pingSentAt ?? now) >= graceMs) {
         const socket = this.#socket
-        this.#scheduleReconnect('reconnect', 1006)
+        this.#scheduleReconnect('reconnect', CloseCode.ABNORMAL_CLOSURE)
         socket?.close(4002, 'heartbeat timeout')
       } else if (!this.#pinging && now - this.#lastFrameAt >= heartbeatMs) {
         this.#pinging = true

@@ -18,7 +18,7 @@ export type ClosePolicy =
 export function closePolicy (code: number, options: { reconnectOnIdle?: boolean } = {}): ClosePolicy {
   switch (code) {
     case CloseCode.NORMAL: return 'stop'
-    case 1002: case CloseCode.UNSUPPORTED_DATA: case 1007: case CloseCode.POLICY_VIOLATION: case CloseCode.MESSAGE_TOO_BIG: return 'stop'
+    case CloseCode.PROTOCOL_ERROR: case CloseCode.UNSUPPORTED_DATA: case CloseCode.INVALID_PAYLOAD: case CloseCode.POLICY_VIOLATION: case CloseCode.MESSAGE_TOO_BIG: return 'stop'
     case CloseCode.TRY_AGAIN_LATER: return 'reconnect-later'
     case CloseCode.IDLE_TIMEOUT: return options.reconnectOnIdle === true ? 'reconnect' : 'stop'
     case CloseCode.CREDENTIALS_EXPIRED: return 'refresh-credentials'

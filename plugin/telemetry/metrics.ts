@@ -42,6 +42,7 @@ interface Instruments {
   messageErrors: Counter<'route' | 'type' | 'code'>
   rateLimited: Counter<'route' | 'scope'>
   slowConsumerCloses: Counter<'route'>
+  protocolErrors: Counter<'route' | 'reason'>
   bufferedBytes: Gauge<'route'>
   brokerPublish: Counter<'broker' | 'outcome'>
   brokerDelivery: SeriesHistogram
@@ -62,9 +63,14 @@ export interface RouteMetrics {
   frameSent: (type: string, bytes: number) => void
   messageHandled: (type: string, outcome: string, seconds: number) => void
   messageError: (type: string, code: string) => void
-  rateLimited: (scope: 'message' | 'upgrade') => void
+  rateLimited: (scope: RateLimitScope) => void
   slowConsumerClosed: () => void
+  /** A connection closed for breaking the protocol: a ws frame error code, `PING_FLOOD` or `MESSAGE_TIMEOUT`. */
+  protocolError: (reason: string) => void
 }
+
+/** Which budget refused: a connection's messages, its client's (identity or address), or upgrades. */
+export type RateLimitScope = 'message' | 'client' | 'upgrade'
 
 /** The plugin's metrics, or nothing at all when they are turned off. */
 export interface RealtimeMetrics {
@@ -91,7 +97,8 @@ const NOOP_ROUTE: RouteMetrics = {
   messageHandled: noop,
   messageError: noop,
   rateLimited: noop,
-  slowConsumerClosed: noop
+  slowConsumerClosed: noop,
+  protocolError: noop
 }
 export const NOOP_METRICS: RealtimeMetrics = {
   registry: undefined,
@@ -174,6 +181,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     messageErrors: counter('ws_message_errors_total', 'Error frames sent, by code', ['route', 'type', 'code']),
     rateLimited: counter('ws_rate_limited_total', 'Messages and upgrades refused by a rate limit', ['route', 'scope']),
     slowConsumerCloses: counter('ws_slow_consumer_closes_total', 'Connections closed because their outgoing buffer overflowed', ['route']),
+    protocolErrors: counter('ws_protocol_errors_total', 'Connections closed for breaking the WebSocket protocol or its limits, by reason', ['route', 'reason']),
     bufferedBytes: metric('ws_buffered_bytes', () => new client.Gauge({
       name: 'ws_buffered_bytes',
       help: 'Bytes waiting to be written to WebSocket peers',
@@ -251,7 +259,7 @@ function routeMetrics (m: Instruments, route: string, addCollector: (metric: obj
   const slow = m.slowConsumerCloses.labels(route)
   // Series that exist from the start read 0 rather than nothing: rates and alerts need no `or`.
   slow.inc(0)
-  for (const scope of ['message', 'upgrade']) m.rateLimited.labels(route, scope).inc(0)
+  for (const scope of ['message', 'client', 'upgrade']) m.rateLimited.labels(route, scope).inc(0)
   const received = new Map<string, number>()
   const sent = new Map<string, number>()
   let bytesIn = 0
@@ -300,6 +308,7 @@ function routeMetrics (m: Instruments, route: string, addCollector: (metric: obj
     },
     messageError: (type, code) => cached(`error\0${type}\0${code}`, () => m.messageErrors.labels(route, type, code)).inc(),
     rateLimited: (scope) => cached(`limited\0${scope}`, () => m.rateLimited.labels(route, scope)).inc(),
-    slowConsumerClosed: () => slow.inc()
+    slowConsumerClosed: () => slow.inc(),
+    protocolError: (reason) => cached(`protocol\0${reason}`, () => m.protocolErrors.labels(route, reason)).inc()
   }
 }
