@@ -46,7 +46,8 @@ test('the README opens with the two newcomer commands, and they are the ones CI 
 test('the README option table states the defaults the code uses', () => {
   const rows = tableRows(readme, 'option')
   const documented = ['maxPayload', 'heartbeatMs', 'idleTimeoutMs', 'maxConnections', 'maxBufferedBytes', 'upgradeRateLimit',
-    'messagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxSubscriptionsPerConnection'] as const
+    'messagesPerSecond', 'identityMessagesPerSecond', 'addressMessagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxFragments',
+    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection'] as const
   for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
   for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics', 'asyncapi']) assert.ok(rows.has(name), name)
   assert.equal(rows.get('perMessageDeflate'), 'false')
