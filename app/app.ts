@@ -40,6 +40,8 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
     maxBufferedBytes: config.maxBufferedBytes,
     upgradeRateLimit: config.upgradeRateLimit,
     messagesPerSecond: config.messagesPerSecond,
+    identityMessagesPerSecond: config.identityMessagesPerSecond,
+    addressMessagesPerSecond: config.addressMessagesPerSecond,
     allowedOrigins: config.allowedOrigins,
     drainMs: config.drainMs,
     authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret),

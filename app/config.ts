@@ -14,6 +14,8 @@ export interface AppConfig {
   maxBufferedBytes: number | undefined
   upgradeRateLimit: number | undefined
   messagesPerSecond: number | undefined
+  identityMessagesPerSecond: number | undefined
+  addressMessagesPerSecond: number | undefined
   allowedOrigins: string[] | undefined
   drainMs: number | undefined
   /** Names the service in traces (`OTEL_SERVICE_NAME`) and the `service` label of logs in Loki. */
@@ -57,6 +59,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     maxBufferedBytes: integer(env, 'WS_MAX_BUFFERED_BYTES', 1),
     upgradeRateLimit: integer(env, 'WS_UPGRADE_RATE_LIMIT', 0),
     messagesPerSecond: integer(env, 'WS_MESSAGES_PER_SECOND', 0),
+    identityMessagesPerSecond: integer(env, 'WS_IDENTITY_MESSAGES_PER_SECOND', 0),
+    addressMessagesPerSecond: integer(env, 'WS_ADDRESS_MESSAGES_PER_SECOND', 0),
     allowedOrigins: origins(env.WS_ALLOWED_ORIGINS),
     drainMs: integer(env, 'WS_DRAIN_MS', 0),
     serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME,

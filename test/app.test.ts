@@ -25,6 +25,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     maxBufferedBytes: undefined,
     upgradeRateLimit: undefined,
     messagesPerSecond: undefined,
+    identityMessagesPerSecond: undefined,
+    addressMessagesPerSecond: undefined,
     allowedOrigins: undefined,
     drainMs: undefined
   }
@@ -63,6 +65,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     WS_MAX_BUFFERED_BYTES: '65536',
     WS_UPGRADE_RATE_LIMIT: '120',
     WS_MESSAGES_PER_SECOND: '5',
+    WS_IDENTITY_MESSAGES_PER_SECOND: '20',
+    WS_ADDRESS_MESSAGES_PER_SECOND: '40',
     WS_ALLOWED_ORIGINS: 'https://a.example, http://localhost:3000',
     WS_DRAIN_MS: '2000'
   })
@@ -79,6 +83,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     maxBufferedBytes: 65536,
     upgradeRateLimit: 120,
     messagesPerSecond: 5,
+    identityMessagesPerSecond: 20,
+    addressMessagesPerSecond: 40,
     allowedOrigins: ['https://a.example', 'http://localhost:3000'],
     drainMs: 2000,
     serviceName: 'fastify-realtime-example',

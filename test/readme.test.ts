@@ -63,6 +63,8 @@ test('the README environment table matches the plugin defaults it stands for', (
   assert.equal(rows.get('WS_MAX_PAYLOAD'), String(DEFAULTS.maxPayload))
   assert.equal(rows.get('WS_HEARTBEAT_MS'), String(DEFAULTS.heartbeatMs))
   assert.equal(rows.get('WS_MESSAGES_PER_SECOND'), String(DEFAULTS.messagesPerSecond))
+  assert.equal(rows.get('WS_IDENTITY_MESSAGES_PER_SECOND'), String(DEFAULTS.identityMessagesPerSecond))
+  assert.equal(rows.get('WS_ADDRESS_MESSAGES_PER_SECOND'), String(DEFAULTS.addressMessagesPerSecond))
   assert.equal(rows.get('WS_IDLE_TIMEOUT_MS'), String(DEFAULTS.idleTimeoutMs))
   assert.equal(rows.get('WS_MAX_CONNECTIONS'), String(DEFAULTS.maxConnections))
   assert.equal(rows.get('WS_MAX_BUFFERED_BYTES'), String(DEFAULTS.maxBufferedBytes))
