@@ -15,6 +15,21 @@ export const DEFAULTS = Object.freeze({
   maxBufferedBytes: 1_048_576,
   /** Upgrades per client IP per minute; beyond get 429. 0 disables. */
   upgradeRateLimit: 0,
+  /**
+   * A TCP socket must deliver its first request head within this long, or it is destroyed (as
+   * HAProxy's `timeout http-request 10s` in `deploy/`). 0 disables.
+   */
+  headersTimeoutMs: 10_000,
+  /**
+   * `maxSockets` (open TCP sockets per process) has no literal default: it is the open-files
+   * soft limit less a headroom of this share of it, at least `minSocketHeadroom`; no cap where
+   * the limit cannot be read (non-Linux). 0 means no cap.
+   */
+  socketHeadroomRatio: 0.1,
+  /** Descriptors always left for the process's own files, Redis, log and trace shipping. */
+  minSocketHeadroom: 64,
+  /** At `maxSockets`, a socket that sent no request for this long is evicted for a newcomer. */
+  socketEvictionMinAgeMs: 1_000,
   /** Per-connection message budget (token bucket, burst of the same size). 0 disables. */
   messagesPerSecond: 50,
   /**
@@ -53,6 +68,14 @@ export const DEFAULTS = Object.freeze({
   historySize: 1_000,
   /** Topics the memory broker keeps history for; the least recently published go first. */
   maxTopics: 10_000,
+  /**
+   * Memory broker: estimated heap bytes of history across all topics (64 MiB: when full,
+   * measured at up to 73 MiB of heap and 106 MiB of RSS); beyond it the broker's oldest entry
+   * goes first, whatever its topic.
+   */
+  maxHistoryBytes: 67_108_864,
+  /** Memory broker: estimated heap bytes of one topic's history (1 MiB); its oldest entry goes first. */
+  maxTopicHistoryBytes: 1_048_576,
   /** Redis broker: how long a topic's keys live after its last publish. */
   topicTtlSeconds: 86_400,
   /** Redis broker: how long a command may take before it fails as UNAVAILABLE. */

@@ -32,6 +32,20 @@ test('MemoryBroker: with no history every resume is incomplete', async (t) => {
   assert.deepEqual(history.entries, [])
 })
 
+test('MemoryBroker: a topic forgotten under maxTopics and published again does not claim its old history complete', async (t) => {
+  const broker = new MemoryBroker({ maxTopics: 1 })
+  t.after(() => broker.close())
+  const first = await broker.publish('a', { event: 'e', data: '1' })
+  await broker.publish('a', { event: 'e', data: '2' })
+  // Publishing on b forgets a (nobody listens to it), then a comes back with a new history.
+  await broker.publish('b', { event: 'e', data: '3' })
+  const latestOfOldA = (await broker.publish('a', { event: 'e', data: '4' })).offset
+  const resumed = await broker.history('a', first.offset)
+  assert.equal(resumed.complete, false, 'the entry after `since` was forgotten')
+  assert.deepEqual(resumed.entries.map((entry) => entry.data), ['4'])
+  assert.equal((await broker.history('a', latestOfOldA)).complete, true)
+})
+
 test('offsets order as integer pairs, not as strings ("10-0" after "9-5")', () => {
   assert.ok(compareOffsets('10-0', '9-5') > 0)
   assert.ok(compareOffsets('9-10', '9-9') > 0)

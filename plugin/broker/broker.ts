@@ -45,6 +45,13 @@ export interface Broker {
   readonly name: string
   /** Whether the backend is reachable now, as the `ws_broker_up` gauge reports it. */
   readonly healthy: boolean
+  /**
+   * Estimated heap bytes of the history this process holds, as `ws_broker_history_bytes`
+   * reports it. Absent for a broker whose history lives in another process (Redis).
+   */
+  readonly historyBytes?: number
+  /** Entries of history this process holds, as `ws_broker_history_entries` reports it; absent likewise. */
+  readonly historyEntries?: number
   /** Appends to the topic's history and delivers to every node's listeners. */
   publish: (topic: string, message: BrokerMessage) => Promise<TopicPosition>
   /** Starts delivering the topic's new entries to `listener`. */

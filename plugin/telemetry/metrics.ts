@@ -15,6 +15,11 @@ export interface MetricsOptions {
 /** Why an upgrade was refused, as the `reason` label. */
 export type RejectionReason = 'draining' | 'capacity' | 'subprotocol' | 'origin' | 'unauthorized' | 'rate_limited'
 
+/** Why a TCP socket was closed before it sent a request, as the `reason` label. */
+export type SocketRefusalReason = 'capacity' | 'evicted' | 'headers_timeout'
+
+const SOCKET_REFUSAL_REASONS: SocketRefusalReason[] = ['capacity', 'evicted', 'headers_timeout']
+
 const MESSAGE_SECONDS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 const DELIVERY_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
 const CONNECTION_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 14400, 86400]
@@ -48,10 +53,14 @@ interface Instruments {
   brokerDelivery: SeriesHistogram
 }
 
-/** What the broker health gauge reads when Prometheus scrapes. */
+/** What the broker gauges read when Prometheus scrapes. */
 export interface BrokerHealth {
   readonly name: string
   readonly healthy: boolean
+  /** Estimated bytes of history held in this process; absent for a broker whose history lives elsewhere. */
+  readonly historyBytes?: number
+  /** Entries of history held in this process; absent likewise. */
+  readonly historyEntries?: number
 }
 
 /** Counters bound to one route; label children are cached so a message costs no label lookup. */
@@ -79,10 +88,12 @@ export interface RealtimeMetrics {
   brokerPublished: (broker: string, outcome: 'ok' | 'error') => void
   /** Time from a publish, on any node, to its delivery on this one. */
   brokerDelivered: (broker: string, seconds: number) => void
-  /** Reports the broker's health as `ws_broker_up`, read when Prometheus scrapes. */
+  /** Reports the broker's health as `ws_broker_up` (and its held history, when it has one), read when Prometheus scrapes. */
   trackBroker: (broker: BrokerHealth) => void
   /** Reports outgoing buffered bytes per route, read when Prometheus scrapes. */
   trackBufferedBytes: (read: () => Map<string, number>) => void
+  /** A socket refused or dropped before its first request (`maxSockets`, `headersTimeoutMs`). */
+  socketRefused: (reason: SocketRefusalReason) => void
   /** Stops reporting this instance (its counts so far stay): call when it closes. */
   release: () => void
 }
@@ -107,6 +118,7 @@ export const NOOP_METRICS: RealtimeMetrics = {
   brokerDelivered: noop,
   trackBroker: noop,
   trackBufferedBytes: noop,
+  socketRefused: noop,
   release: noop
 }
 
@@ -199,6 +211,17 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     registers,
     collect: runGaugeCollectors
   }))
+  const historyGauge = (name: string, help: string): Gauge<'broker'> =>
+    metric(name, () => new client.Gauge({ name, help, labelNames: ['broker'], registers, collect: runGaugeCollectors }))
+  const historyBytes = historyGauge('ws_broker_history_bytes', 'Estimated heap bytes of topic history the broker holds in this process')
+  const historyEntries = historyGauge('ws_broker_history_entries', 'Entries of topic history the broker holds in this process')
+  const socketsRefused = counter('ws_sockets_refused_total', 'TCP sockets refused or dropped before their first request, by reason', ['reason'])
+  // Children bound once (and read 0 from the start); a flood refuses thousands per second.
+  const refusedByReason = new Map(SOCKET_REFUSAL_REASONS.map((reason) => {
+    const child = socketsRefused.labels(reason)
+    child.inc(0)
+    return [reason, child]
+  }))
 
   // Per publish and per delivered entry: each label set is looked up once, not hashed per call.
   const publishes = new Map<string, { inc: () => void }>()
@@ -225,12 +248,20 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     },
     trackBroker: (broker) => {
       addCollector(brokerUp, () => brokerUp.set({ broker: broker.name }, broker.healthy ? 1 : 0))
+      // Read at scrape time, like health: a series only for a broker that holds history itself.
+      addCollector(historyBytes, () => {
+        if (broker.historyBytes !== undefined) historyBytes.set({ broker: broker.name }, broker.historyBytes)
+      })
+      addCollector(historyEntries, () => {
+        if (broker.historyEntries !== undefined) historyEntries.set({ broker: broker.name }, broker.historyEntries)
+      })
     },
     trackBufferedBytes: (read) => {
       addCollector(instruments.bufferedBytes, () => {
         for (const [route, bytes] of read()) instruments.bufferedBytes.set({ route }, bytes)
       })
     },
+    socketRefused: (reason) => refusedByReason.get(reason)?.inc(),
     release: () => {
       // Counts not yet handed over are handed over now, then nothing here is read again.
       for (const [metric, collect] of added) {
