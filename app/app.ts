@@ -39,6 +39,8 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
     maxConnections: config.maxConnections,
     maxBufferedBytes: config.maxBufferedBytes,
     upgradeRateLimit: config.upgradeRateLimit,
+    headersTimeoutMs: config.headersTimeoutMs,
+    maxSockets: config.maxSockets,
     messagesPerSecond: config.messagesPerSecond,
     identityMessagesPerSecond: config.identityMessagesPerSecond,
     addressMessagesPerSecond: config.addressMessagesPerSecond,

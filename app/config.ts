@@ -13,6 +13,9 @@ export interface AppConfig {
   maxConnections: number | undefined
   maxBufferedBytes: number | undefined
   upgradeRateLimit: number | undefined
+  headersTimeoutMs: number | undefined
+  /** Unset: the plugin derives it from the open-files limit. */
+  maxSockets: number | undefined
   messagesPerSecond: number | undefined
   identityMessagesPerSecond: number | undefined
   addressMessagesPerSecond: number | undefined
@@ -58,6 +61,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     maxConnections: integer(env, 'WS_MAX_CONNECTIONS', 0),
     maxBufferedBytes: integer(env, 'WS_MAX_BUFFERED_BYTES', 1),
     upgradeRateLimit: integer(env, 'WS_UPGRADE_RATE_LIMIT', 0),
+    headersTimeoutMs: integer(env, 'WS_HEADERS_TIMEOUT_MS', 0),
+    maxSockets: integer(env, 'WS_MAX_SOCKETS', 0),
     messagesPerSecond: integer(env, 'WS_MESSAGES_PER_SECOND', 0),
     identityMessagesPerSecond: integer(env, 'WS_IDENTITY_MESSAGES_PER_SECOND', 0),
     addressMessagesPerSecond: integer(env, 'WS_ADDRESS_MESSAGES_PER_SECOND', 0),

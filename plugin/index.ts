@@ -14,6 +14,7 @@ import { registerHealthRoutes } from './health.js'
 import { checkAsyncApiOptions, resolveOptions, type RealtimeOptions } from './options.js'
 import { SUBPROTOCOL } from './protocol.js'
 import { declareRoute, type RealtimeRoute } from './route.js'
+import { guardSockets } from './socket-guard.js'
 import { createState, type RealtimeState } from './state.js'
 import { startSweeper } from './sweeper.js'
 import { createMetrics, NOOP_METRICS, type PromClient, type RealtimeMetrics } from './telemetry/metrics.js'
@@ -76,6 +77,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     refuseUpgradesWhileClosing(fastify.server)
     await drain()
   })
+  // Its preClose comes after the drain's, so it ends the sockets that never sent a request last.
+  guardSockets(fastify, options, metrics)
 
   await fastify.register(fastifyWebsocket, {
     options: {

@@ -29,6 +29,13 @@ export interface RealtimeOptions {
   maxBufferedBytes?: number
   /** Upgrades per client IP per minute (`@fastify/rate-limit`; `trustProxy` decides the IP). 0 disables. */
   upgradeRateLimit?: number
+  /** How long a TCP socket may take to send its first request head before it is destroyed. 0 disables. */
+  headersTimeoutMs?: number
+  /**
+   * Open TCP sockets per process; beyond, a socket that sent no request yet is evicted, or the
+   * newcomer refused. Default: the open-files limit less a headroom. 0 means no cap.
+   */
+  maxSockets?: number
   /** Per-connection message budget per second; routes and message types may override it. 0 disables. */
   messagesPerSecond?: number
   /** Messages per second shared by all connections of one identity on this node. 0 disables. */
@@ -69,6 +76,9 @@ export interface ResolvedOptions {
   maxConnections: number
   maxBufferedBytes: number
   upgradeRateLimit: number
+  headersTimeoutMs: number
+  /** Undefined: derived from the open-files limit when the plugin registers. */
+  maxSockets: number | undefined
   messagesPerSecond: number
   identityMessagesPerSecond: number
   addressMessagesPerSecond: number
@@ -98,6 +108,8 @@ export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
     maxConnections: integer('maxConnections', 0),
     maxBufferedBytes: integer('maxBufferedBytes', 1),
     upgradeRateLimit: integer('upgradeRateLimit', 0),
+    headersTimeoutMs: integer('headersTimeoutMs', 0),
+    maxSockets: options.maxSockets === undefined ? undefined : integerOption('maxSockets', options.maxSockets, 0),
     messagesPerSecond: numberOption('messagesPerSecond', options.messagesPerSecond ?? DEFAULTS.messagesPerSecond),
     identityMessagesPerSecond: numberOption('identityMessagesPerSecond', options.identityMessagesPerSecond ?? DEFAULTS.identityMessagesPerSecond),
     addressMessagesPerSecond: numberOption('addressMessagesPerSecond', options.addressMessagesPerSecond ?? DEFAULTS.addressMessagesPerSecond),

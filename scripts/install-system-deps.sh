@@ -9,7 +9,8 @@ set -eu
 # haproxy, nginx: the load balancer configurations run for real in front of app nodes.
 # prometheus (with promtool): scrape and rule configs, alert rule tests, dashboard queries.
 # docker-compose: validates docker-compose.yml (no engine is needed for `config`).
-PACKAGES="chromium redis-server haproxy nginx prometheus docker-compose"
+# openssl: a throwaway certificate for the https server the socket guard is tested on.
+PACKAGES="chromium redis-server haproxy nginx prometheus docker-compose openssl"
 
 missing=""
 for package in $PACKAGES; do

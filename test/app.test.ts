@@ -24,6 +24,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     maxConnections: undefined,
     maxBufferedBytes: undefined,
     upgradeRateLimit: undefined,
+    headersTimeoutMs: undefined,
+    maxSockets: undefined,
     messagesPerSecond: undefined,
     identityMessagesPerSecond: undefined,
     addressMessagesPerSecond: undefined,
@@ -64,6 +66,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     WS_MAX_CONNECTIONS: '5000',
     WS_MAX_BUFFERED_BYTES: '65536',
     WS_UPGRADE_RATE_LIMIT: '120',
+    WS_HEADERS_TIMEOUT_MS: '5000',
+    WS_MAX_SOCKETS: '9000',
     WS_MESSAGES_PER_SECOND: '5',
     WS_IDENTITY_MESSAGES_PER_SECOND: '20',
     WS_ADDRESS_MESSAGES_PER_SECOND: '40',
@@ -82,6 +86,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     maxConnections: 5000,
     maxBufferedBytes: 65536,
     upgradeRateLimit: 120,
+    headersTimeoutMs: 5000,
+    maxSockets: 9000,
     messagesPerSecond: 5,
     identityMessagesPerSecond: 20,
     addressMessagesPerSecond: 40,
@@ -263,5 +269,6 @@ test('example app: /metrics after real traffic shows every ws_* metric, with err
   assert.equal(series('ws_broker_publish_total\\{broker="memory",outcome="ok"\\}'), 1)
   assert.equal(series('ws_broker_delivery_seconds_count\\{broker="memory"\\}'), 1)
   assert.equal(series('ws_broker_up\\{broker="memory"\\}'), 1)
+  for (const reason of ['capacity', 'evicted', 'headers_timeout']) assert.equal(series(`ws_sockets_refused_total\\{reason="${reason}"\\}`), 0)
   assert.doesNotMatch(metrics, /connectionId|connection_id/, 'no ids as labels')
 })

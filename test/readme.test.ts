@@ -47,9 +47,11 @@ test('the README option table states the defaults the code uses', () => {
   const rows = tableRows(readme, 'option')
   const documented = ['maxPayload', 'heartbeatMs', 'idleTimeoutMs', 'maxConnections', 'maxBufferedBytes', 'upgradeRateLimit',
     'messagesPerSecond', 'identityMessagesPerSecond', 'addressMessagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxFragments',
-    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection'] as const
+    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection', 'headersTimeoutMs'] as const
   for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
   for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics', 'asyncapi']) assert.ok(rows.has(name), name)
+  // Computed at register from the open-files limit, so the table names the rule, not a number.
+  assert.equal(rows.get('maxSockets'), 'derived')
   assert.equal(rows.get('perMessageDeflate'), 'false')
   assert.equal(rows.get('healthRoutes'), 'true')
 })
@@ -70,6 +72,9 @@ test('the README environment table matches the plugin defaults it stands for', (
   assert.equal(rows.get('WS_MAX_BUFFERED_BYTES'), String(DEFAULTS.maxBufferedBytes))
   assert.equal(rows.get('WS_UPGRADE_RATE_LIMIT'), String(DEFAULTS.upgradeRateLimit))
   assert.equal(rows.get('WS_DRAIN_MS'), String(DEFAULTS.drainMs))
+  assert.equal(rows.get('WS_HEADERS_TIMEOUT_MS'), String(DEFAULTS.headersTimeoutMs))
+  assert.equal(config.maxSockets, undefined, 'WS_MAX_SOCKETS unset leaves the plugin to derive it')
+  assert.equal(rows.get('WS_MAX_SOCKETS'), 'derived')
   for (const name of ['TRUST_PROXY', 'AUTH_SECRET', 'WS_ALLOWED_ORIGINS', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'LOKI_URL', 'REDIS_URL']) assert.ok(rows.has(name), name)
   assert.equal(rows.get('BROKER_HISTORY_SIZE'), String(DEFAULTS.historySize))
   const defaults = loadConfig({})

@@ -20,9 +20,18 @@ function startCommand (): string[] {
   return args
 }
 
+/** How to run the app beyond its environment. */
+export interface AppProcessOptions {
+  /** The open-files limit (`ulimit -n`) the app runs under, set by a shell before node starts. */
+  openFilesLimit?: number
+}
+
 /** Starts the example app on an ephemeral loopback port and waits until it listens. */
-export async function startAppProcess (t: TestContext, env: NodeJS.ProcessEnv): Promise<AppProcess> {
-  const child = spawn(process.execPath, startCommand(), {
+export async function startAppProcess (t: TestContext, env: NodeJS.ProcessEnv, options: AppProcessOptions = {}): Promise<AppProcess> {
+  const [program, args] = options.openFilesLimit === undefined
+    ? [process.execPath, startCommand()]
+    : ['sh', ['-c', `ulimit -n ${options.openFilesLimit} && exec "$0" "$@"`, process.execPath, ...startCommand()]]
+  const child = spawn(program, args, {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
