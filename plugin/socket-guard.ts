@@ -155,7 +155,9 @@ export function guardSockets (fastify: FastifyInstance, options: SocketGuardOpti
     }
   }
   const onRequest = (request: IncomingMessage): void => {
-    const socket = request.socket
+    const socket = request.socket as Socket | undefined
+    // `injectWS` emits an upgrade without a socket: there is nothing to mark.
+    if (socket === undefined) return
     // An https request arrives on a TLS socket, and Node exposes the TCP socket under it only as
     // `_parent`. Were that renamed, served wss sockets would be dropped at the deadline: the
     // https case of test/socket-guard.test.ts catches it.
