@@ -27,11 +27,13 @@ const sdk = enabled
       new FastifyOtelInstrumentation({
         registerOnInitialization: true,
         requestHook: (span, request) => {
-          const path = request.url.split('?')[0] as string
+          // The query stays out of traces: a browser's WebSocket token rides in `?token=`.
+          // Fastify's router ends the path at the first `?` or `#` (`/ws#token=` authenticates
+          // too), and `@fastify/otel` has put the raw URL in `url.path`: replaced first.
+          const path = request.url.split(/[?#]/, 1)[0] as string
+          span.setAttribute('url.path', path)
           // Named as HTTP semantic conventions name server spans, `GET /ws`, rather than `request`.
           span.updateName(`${request.method} ${request.routeOptions.url ?? path}`)
-          // The query stays out of traces: a browser's WebSocket token rides in `?token=`.
-          span.setAttribute('url.path', path)
         }
       })
     ]

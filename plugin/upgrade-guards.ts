@@ -1,9 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { extractToken } from './credentials.js'
+import { extractToken, redactToken, urlPath } from './credentials.js'
 import { DEFAULTS } from './defaults.js'
 import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from './protocol.js'
 import type { CompiledRoute } from './route-table.js'
 import type { RealtimeState } from './state.js'
+import { setRequestSpanPath } from './telemetry/tracing.js'
 import type { RejectionReason } from './telemetry/metrics.js'
 
 /**
@@ -16,6 +17,8 @@ const RETRY_LATER = { 'retry-after': String(DEFAULTS.unavailableRetryAfterSecond
 
 /** `onRequest`: cheap refusals first, before rate limiting and authentication spend anything. */
 export async function admitUpgrade (state: RealtimeState, route: CompiledRoute, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  // Before anything can refuse: the span is exported whatever the answer, a 101, a 401 or a 426.
+  setRequestSpanPath(request, urlPath(request.url))
   if (!request.ws) return undefined
   if (!state.accepting) {
     return refuse(route, request, reply, 503, 'draining', 'server is shutting down', RETRY_LATER)
@@ -49,10 +52,13 @@ export async function verifyUpgrade (state: RealtimeState, route: CompiledRoute,
   const authenticate = state.options.authenticate
   if (authenticate !== undefined) {
     let identity
+    const token = extractToken(request)
     try {
-      identity = await authenticate(request, extractToken(request))
+      identity = await authenticate(request, token)
     } catch (err) {
-      request.log.info({ err: { message: (err as Error).message } }, 'ws.authentication_failed')
+      // What a verifier throws may quote the credential it refused; the log line must not.
+      const message = (err as Error | undefined)?.message
+      request.log.info({ err: { message: typeof message === 'string' ? redactToken(message, token) : undefined } }, 'ws.authentication_failed')
     }
     if (identity == null) {
       return refuse(route, request, reply, 401, 'unauthorized', 'missing or invalid credentials', { 'www-authenticate': 'Bearer' })

@@ -48,6 +48,17 @@ interface InstrumentedRequest {
 }
 
 /**
+ * Sets the `url.path` of the request's `@fastify/otel` span to `path`: that instrumentation
+ * records the raw URL there, query and all, so a `?token=` would be exported with the span.
+ */
+export function setRequestSpanPath (request: object, path: string): void {
+  const instrumentation = (request as InstrumentedRequest).opentelemetry
+  if (typeof instrumentation !== 'function') return
+  const span = instrumentation.call(request).span
+  if (span?.isRecording() === true) span.setAttribute('url.path', path)
+}
+
+/**
  * Ends the upgrade's HTTP span at the 101 and returns the context messages link to.
  * `@fastify/websocket` hijacks the reply, so the hooks that would end the span never run, and
  * a span left open is never exported. Without `@fastify/otel`, the active span is linked to
