@@ -14,7 +14,17 @@ test('bad plugin options are refused at register time with a message naming the 
     [{ messagesPerSecond: Number.NaN }, /messagesPerSecond/],
     [{ maxNestingDepth: 2.5 }, /maxNestingDepth/],
     [{ maxSubscriptionsPerConnection: -1 }, /maxSubscriptionsPerConnection/],
-    [{ perMessageDeflate: 'yes' as unknown as boolean }, /perMessageDeflate/]
+    [{ perMessageDeflate: 'yes' as unknown as boolean }, /perMessageDeflate/],
+    [{ headersTimeoutMs: -1 }, /headersTimeoutMs is invalid: expected an integer >= 0, got -1/],
+    [{ headersTimeoutMs: 1.5 }, /headersTimeoutMs/],
+    [{ headersTimeoutMs: '100' as unknown as number }, /headersTimeoutMs/],
+    [{ maxSockets: -1 }, /maxSockets is invalid: expected an integer >= 0, got -1/],
+    [{ maxSockets: Number.NaN }, /maxSockets/],
+    [{ maxSockets: null as unknown as number }, /maxSockets/],
+    [{ maxFragments: 0 }, /maxFragments is invalid: expected an integer >= 1, got 0/],
+    [{ incompleteMessageTimeoutMs: -1 }, /incompleteMessageTimeoutMs/],
+    [{ identityMessagesPerSecond: -1 }, /identityMessagesPerSecond/],
+    [{ addressMessagesPerSecond: Number.POSITIVE_INFINITY }, /addressMessagesPerSecond/]
   ]
   for (const [options, message] of bad) {
     const app = Fastify()
