@@ -20,5 +20,8 @@ export const FRT_ERR_ROUTE_READY = createError<'FRT_ERR_ROUTE_READY', [string, s
 export const FRT_ERR_UNKNOWN_EVENT = createError<'FRT_ERR_UNKNOWN_EVENT', [string, string]>(
   'FRT_ERR_UNKNOWN_EVENT', 'Event "%s" is not declared on route %s: add it to the route\'s events', 500)
 
+export const FRT_ERR_INVALID_CODE = createError<'FRT_ERR_INVALID_CODE', [string]>(
+  'FRT_ERR_INVALID_CODE', 'Error code %s is invalid: use UPPER_SNAKE_CASE, e.g. ROOM_FULL', 500, TypeError)
+
 export const FRT_ERR_INVALID_TOPIC = createError<'FRT_ERR_INVALID_TOPIC', [string]>(
   'FRT_ERR_INVALID_TOPIC', 'Invalid topic %s: use a non-empty string of at most 256 characters', 500, TypeError)

@@ -7,16 +7,16 @@ import { buildAsyncApiDocument, type AsyncApiDocument, type AsyncApiOptions } fr
 import { registerAsyncApiRoutes } from './asyncapi/routes.js'
 import type { Broker } from './broker/broker.js'
 import { MemoryBroker } from './broker/memory.js'
-import { refuseUpgradesWhileClosing } from './closing-upgrades.js'
-import { drainConnections } from './drain.js'
+import { refuseUpgradesWhileClosing } from './upgrade/closing.js'
+import { drainConnections } from './connection/drain.js'
 import { FRT_ERR_INVALID_OPTION } from './errors.js'
-import { registerHealthRoutes } from './health.js'
+import { registerHealthRoutes } from './upgrade/health.js'
 import { checkAsyncApiOptions, resolveOptions, type RealtimeOptions } from './options.js'
-import { SUBPROTOCOL } from './protocol.js'
+import { SUBPROTOCOL } from './protocol/frames.js'
 import { declareRoute, type RealtimeRoute } from './route.js'
-import { guardSockets } from './socket-guard.js'
-import { createState, type RealtimeState } from './state.js'
-import { startSweeper } from './sweeper.js'
+import { guardSockets } from './upgrade/socket-guard.js'
+import { createInstance, type RealtimeInstance } from './instance.js'
+import { startSweeper } from './connection/sweeper.js'
 import { createMetrics, NOOP_METRICS, type PromClient, type RealtimeMetrics } from './telemetry/metrics.js'
 import type { EventSchemas, RealtimeRouteOptions } from './types.js'
 
@@ -62,7 +62,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   const ownsBroker = pluginOptions.broker === undefined
   const broker = pluginOptions.broker ?? new MemoryBroker()
   const metrics = resolveMetrics(fastify, pluginOptions.metrics)
-  const state = createState(options, broker, metrics, fastify.log)
+  const state = createInstance(options, broker, metrics, fastify.log)
   metrics.trackBufferedBytes(() => bufferedBytesByRoute(state))
   metrics.trackBroker(broker)
 
@@ -116,7 +116,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   })
   if (options.healthRoutes) registerHealthRoutes(fastify, state)
   const documentSources = {
-    routes: state.routes,
+    get routes () { return state.routes.map((route) => route.declared) },
     commands: state.dispatch.commands,
     authenticated: options.authenticate !== undefined,
     originRestricted: options.allowedOrigins !== undefined
@@ -147,12 +147,12 @@ function resolveMetrics (fastify: FastifyInstance, option: RealtimeOptions['metr
   return createMetrics(client, registry)
 }
 
-function bufferedBytesByRoute (state: RealtimeState): Map<string, number> {
+function bufferedBytesByRoute (state: RealtimeInstance): Map<string, number> {
   const totals = new Map<string, number>()
   for (const route of state.routes) {
     let bytes = 0
     for (const connection of route.connections) bytes += connection.bufferedBytes
-    totals.set(route.url, bytes)
+    totals.set(route.declared.url, bytes)
   }
   return totals
 }
@@ -167,12 +167,15 @@ export { ASYNCAPI_VERSION, type AsyncApiDocument, type AsyncApiOptions, type Asy
 export { asyncApiYaml } from './asyncapi/routes.js'
 export { traceLogFields, type TraceLogFields } from './telemetry/log-fields.js'
 export * as errors from './errors.js'
-export { extractToken, redactUrl } from './credentials.js'
-export { CloseCode, ErrorCode, RealtimeError, SUBPROTOCOL, type MessageId, type ProtocolErrorCode, type RealtimeErrorOptions } from './protocol.js'
+export { extractToken, redactUrl } from './upgrade/credentials.js'
+export { CloseCode, ErrorCode, type ProtocolErrorCode } from './protocol/codes.js'
+export { RealtimeError } from './messages/realtime-error.js'
+export type { RealtimeErrorOptions } from './protocol/frames.js'
+export { SUBPROTOCOL, type MessageId } from './protocol/frames.js'
 export { RealtimeRoute } from './route.js'
 export type { Authenticate, RealtimeOptions } from './options.js'
 export type { MetricsOptions } from './telemetry/metrics.js'
 export type * from './types.js'
 export { BrokerUnavailableError, type Broker, type BrokerMessage, type TopicEntry, type TopicHistory, type TopicListener, type TopicPosition } from './broker/broker.js'
 export { MemoryBroker, createMemoryBroker, type MemoryBrokerOptions } from './broker/memory.js'
-export { ZERO_OFFSET, compareOffsets } from './broker/offset.js'
+export { ZERO_OFFSET, compareOffsets } from './protocol/offsets.js'

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Static, TSchema } from 'typebox'
 import type { TopicPosition } from './broker/broker.js'
-import type { MessageId } from './protocol.js'
+import type { MessageId } from './protocol/frames.js'
 
 /** The events a route may push, by name. */
 export type EventSchemas = Record<string, TSchema>

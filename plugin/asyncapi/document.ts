@@ -3,8 +3,9 @@
  * binding of its upgrade), a `receive` operation with its `reply` per client message type and
  * protocol command, a `send` operation per event, `$welcome` and `$error`, and the close codes.
  */
-import { ErrorCode, SUBPROTOCOL } from '../protocol.js'
-import type { CompiledMessage, CompiledRoute } from '../route-table.js'
+import { ErrorCode } from '../protocol/codes.js'
+import { SUBPROTOCOL } from '../protocol/frames.js'
+import type { CompiledMessage, CompiledRoute } from '../messages/compile.js'
 import { CLOSE_CODE_MEANINGS, ERROR_CODE_MEANINGS } from './codes.js'
 import { clientMessage, errorMessage, eventMessage, replyMessage, toJsonSchema, welcomeMessage, type JsonSchema } from './envelopes.js'
 
@@ -41,7 +42,7 @@ export interface AsyncApiDocument {
 
 /** What the document needs to know beyond the routes. */
 export interface DocumentSources {
-  routes: CompiledRoute[]
+  routes: readonly CompiledRoute[]
   /** `$subscribe`, `$unsubscribe`, `$ping`: answered on every route. */
   commands: Map<string, CompiledMessage>
   authenticated: boolean

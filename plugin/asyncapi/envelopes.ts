@@ -3,8 +3,9 @@
  * schema wrapped in the envelope PROTOCOL.md gives it.
  */
 import type { TSchema } from 'typebox'
-import { OFFSET_PATTERN } from '../broker/offset.js'
-import { APPLICATION_CODE, TRACEPARENT } from '../protocol.js'
+import { OFFSET_PATTERN } from '../protocol/offsets.js'
+import { APPLICATION_CODE } from '../protocol/codes.js'
+import { TRACEPARENT } from '../protocol/frames.js'
 
 export type JsonSchema = Record<string, unknown>
 

@@ -11,7 +11,7 @@ import {
   type TopicPosition
 } from './broker.js'
 import { Fifo } from './fifo.js'
-import { compareOffsets, ZERO_OFFSET } from './offset.js'
+import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 
 export interface MemoryBrokerOptions {
   /** Entries each topic keeps for recovery (default 1000). */

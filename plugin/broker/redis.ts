@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
-import { backoffDelay } from '../client/backoff.js'
+import { backoffDelay } from '../protocol/backoff.js'
 import { DEFAULTS } from '../defaults.js'
+import { FRT_ERR_INVALID_OPTION } from '../errors.js'
 import {
   BrokerUnavailableError,
   type Broker,
@@ -11,7 +12,7 @@ import {
   type TopicListener,
   type TopicPosition
 } from './broker.js'
-import { compareOffsets, ZERO_OFFSET } from './offset.js'
+import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
 
 /** The few logger methods the broker uses; a pino or Fastify logger fits. */
@@ -343,7 +344,7 @@ export class RedisBroker implements Broker {
 }
 
 function positiveInteger (name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new TypeError(`${name} must be a positive integer, got ${value}`)
+  if (!Number.isInteger(value) || value < 1) throw new FRT_ERR_INVALID_OPTION(name, `expected an integer >= 1, got ${String(value)}`)
   return value
 }
 

@@ -1,21 +1,30 @@
-import { compareOffsets } from '../broker/offset.js'
-import { CloseCode, ErrorCode, SUBPROTOCOL } from '../protocol.js'
-import { backoffDelay, type BackoffOptions } from './backoff.js'
-import { closePolicy, type ClosePolicy } from './close-policy.js'
+import { compareOffsets } from '../protocol/offsets.js'
+import { CloseCode, ErrorCode } from '../protocol/codes.js'
+import { SUBPROTOCOL } from '../protocol/frames.js'
+import { backoffDelay, type BackoffOptions } from '../protocol/backoff.js'
+import { closePolicy, type ClosePolicy } from '../protocol/close-policy.js'
+import { ClientErrorCode, RealtimeClientError } from './errors.js'
 import type { AnyRoute, EventName, MessageReply, MessageType, OptionalDataArgs, RouteShape, TopicEvent } from './types.js'
 
 /** `connecting` (first attempt) → `open` → `reconnecting` (after a drop) → `closed` (for good). */
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+/**
+ * An event-handler property that the browser's and `ws`'s sockets each type with their own
+ * event classes. Declared as a method, it is checked bivariantly, as the DOM's own handlers
+ * are: both classes fit, while the client reads only the fields named here.
+ */
+type EventHandler<E> = { bivarianceHack (event: E): void }['bivarianceHack'] | null
 
 /** What the client needs of a WebSocket: the browser's API, which `ws` implements too. */
 export interface WebSocketLike {
   readonly readyState: number
   send: (data: string) => void
   close: (code?: number, reason?: string) => void
-  onopen: ((event: unknown) => void) | null
-  onmessage: ((event: { data: unknown }) => void) | null
-  onclose: ((event: { code: number, reason: string }) => void) | null
-  onerror: ((event: unknown) => void) | null
+  onopen: EventHandler<unknown>
+  onmessage: EventHandler<{ readonly data: unknown }>
+  onclose: EventHandler<{ readonly code: number, readonly reason: string }>
+  onerror: EventHandler<unknown>
 }
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
 
@@ -52,19 +61,6 @@ export interface SubscribeOptions {
   onRecoveryFailed?: (topic: string) => void
   /** After a reconnect, the server refused the subscription for good (e.g. `FORBIDDEN`): it has ended. */
   onError?: (topic: string, error: RealtimeClientError) => void
-}
-
-/** An `$error` answer, or a failure of the client itself (`TIMEOUT`, `DISCONNECTED`, `QUEUE_FULL`, `CLOSED`). */
-export class RealtimeClientError extends Error {
-  constructor (
-    readonly code: string,
-    message: string,
-    readonly details?: unknown,
-    readonly retryAfterMs?: number
-  ) {
-    super(message)
-    this.name = 'RealtimeClientError'
-  }
 }
 
 interface Pending {
@@ -139,7 +135,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.url = url
     this.#options = options
     const Constructor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
-    if (Constructor === undefined) throw new TypeError('no global WebSocket: pass the `WebSocket` option (e.g. from the `ws` package)')
+    if (Constructor === undefined) throw new RealtimeClientError(ClientErrorCode.NO_WEBSOCKET, 'no global WebSocket: pass the `WebSocket` option (e.g. from the `ws` package)')
     this.#WebSocket = Constructor
     this.#connect()
   }
@@ -218,8 +214,8 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.#socket = undefined
     this.#detach(socket)
     socket?.close(code, reason)
-    this.#failPending('CLOSED', 'the client was closed')
-    for (const [, topic] of this.#topics) topic.ready?.reject(new RealtimeClientError('CLOSED', 'the client was closed'))
+    this.#failPending(ClientErrorCode.CLOSED, 'the client was closed')
+    for (const [, topic] of this.#topics) topic.ready?.reject(new RealtimeClientError(ClientErrorCode.CLOSED, 'the client was closed'))
     this.#queue.length = 0
   }
 
@@ -231,7 +227,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
         // A request that times out in the queue must not go out later.
         const index = this.#queue.findIndex((entry) => entry.id === id)
         if (index >= 0) this.#queue.splice(index, 1)
-        reject(new RealtimeClientError('TIMEOUT', `no answer to ${type} within ${timeoutMs} ms`))
+        reject(new RealtimeClientError(ClientErrorCode.TIMEOUT, `no answer to ${type} within ${timeoutMs} ms`))
       }, timeoutMs)
       const pending: Pending = { resolve, reject, timer, queued: false }
       this.#pending.set(id, pending)
@@ -239,7 +235,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (outcome === 'refused') {
         clearTimeout(timer)
         this.#pending.delete(id)
-        reject(new RealtimeClientError(this.#state === 'closed' ? 'CLOSED' : 'QUEUE_FULL', 'the message could not be sent or queued'))
+        reject(new RealtimeClientError(this.#state === 'closed' ? ClientErrorCode.CLOSED : ClientErrorCode.QUEUE_FULL, 'the message could not be sent or queued'))
       }
       pending.queued = outcome === 'queued'
     })
@@ -364,9 +360,9 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     }, (err: RealtimeClientError) => {
       if (this.#topics.get(topic) !== state) return
       // A lost connection is retried on the next `$welcome`.
-      if (err.code === 'DISCONNECTED' || err.code === 'QUEUE_FULL' || err.code === 'CLOSED') return
+      if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.QUEUE_FULL || err.code === ClientErrorCode.CLOSED) return
       // Temporary (broker unreachable, budget spent, no answer): ask again later.
-      if (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.RATE_LIMITED || err.code === 'TIMEOUT') {
+      if (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.RATE_LIMITED || err.code === ClientErrorCode.TIMEOUT) {
         const socket = this.#socket
         setTimeout(() => {
           if (socket === this.#socket && this.#state === 'open' && this.#topics.get(topic) === state) this.#subscribeOn(topic, state)
@@ -398,7 +394,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.#pending.delete(frame.id)
     clearTimeout(pending.timer)
     if (frame.type === '$reply') pending.resolve(frame.data)
-    else pending.reject(new RealtimeClientError(frame.error?.code ?? 'UNKNOWN', frame.error?.message ?? 'error', frame.error?.details, frame.error?.retryAfterMs))
+    else pending.reject(new RealtimeClientError(frame.error?.code ?? ClientErrorCode.UNKNOWN, frame.error?.message ?? 'error', frame.error?.details, frame.error?.retryAfterMs))
   }
 
   #onClose (socket: WebSocketLike, code: number): void {
@@ -411,7 +407,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.#stopHeartbeat()
     this.#detach(this.#socket)
     this.#socket = undefined
-    this.#failPending('DISCONNECTED', 'the connection closed before the answer came', true)
+    this.#failPending(ClientErrorCode.DISCONNECTED, 'the connection closed before the answer came', true)
     if (policy === 'stop') {
       this.close(code, 'not reconnecting')
       return

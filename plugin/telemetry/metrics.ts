@@ -1,4 +1,5 @@
 import promClient, { type Counter, type Gauge, type Histogram, type Registry } from 'prom-client'
+import { closeCodeEntry } from '../protocol/codes.js'
 import { SeriesHistogram, type HistogramSeries } from './series-histogram.js'
 
 /** The prom-client module: fastify-metrics hands over its own, so metrics land in its registry. */
@@ -26,10 +27,10 @@ const CONNECTION_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 14400, 86400]
 
 /**
  * Close codes a client may choose freely become their range, so a client cannot mint label
- * values: the codes of PROTOCOL.md stay themselves.
+ * values: the close-code table's codes (and RFC 6455's own 1000–1015) stay themselves.
  */
 export function closeCodeLabel (code: number): string {
-  if ((code >= 1000 && code <= 1015) || (code >= 4000 && code <= 4003)) return String(code)
+  if (closeCodeEntry(code) !== undefined || (code >= 1000 && code <= 1015)) return String(code)
   if (code >= 3000 && code <= 4999) return `${Math.floor(code / 1000)}xxx`
   return 'other'
 }

@@ -1,5 +1,5 @@
 import { context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
-import { TRACEPARENT } from '../protocol.js'
+import { TRACEPARENT } from '../protocol/frames.js'
 
 /*
  * Spans through @opentelemetry/api only: with no SDK registered every call is a no-op, and the

@@ -3,13 +3,13 @@
  * the example app's route accepts its messages and payloads and rejects anything else.
  */
 import { WebSocket } from 'ws'
-import { RealtimeClient, RealtimeClientError, type ClientState, type WebSocketConstructor } from '../../plugin/client/index.js'
+import { ClientErrorCode, RealtimeClient, RealtimeClientError, type ClientErrorCodeName, type ClientState } from '../../plugin/client/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 function expectType<T extends true> (): T | undefined { return undefined }
 
-const client = new RealtimeClient<ChatRoute>('ws://localhost:3000/ws', { WebSocket: WebSocket as unknown as WebSocketConstructor })
+const client = new RealtimeClient<ChatRoute>('ws://localhost:3000/ws', { WebSocket })
 
 expectType<Equal<Awaited<ReturnType<typeof client.request<'echo'>>>, { text: string }>>()
 expectType<Equal<Awaited<ReturnType<typeof client.request<'say'>>>, { offset: string }>>()
@@ -41,7 +41,11 @@ client.onState((state) => { expectType<Equal<typeof state, ClientState>>() })
 try {
   await client.request('echo', { text: 'x' })
 } catch (err) {
-  if (err instanceof RealtimeClientError) expectType<Equal<typeof err.code, string>>()
+  if (err instanceof RealtimeClientError) {
+    const code: string = err.code
+    expectType<Equal<typeof err.code, ClientErrorCodeName | (string & {})>>()
+    if (err.code === ClientErrorCode.TIMEOUT || code === 'FORBIDDEN') throw err
+  }
 }
 
 // Untyped, any route: anything goes, for quick scripts.

@@ -1,0 +1,56 @@
+import type { TSchema } from 'typebox'
+import { FRT_ERR_INVALID_NAME } from '../errors.js'
+import { NAME_PATTERN } from '../protocol/frames.js'
+import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
+import type { BinaryHandler, MessageAuthorizer, MessageContext, MessageSchemas, SubscribeAuthorizer } from '../types.js'
+
+/** A message type ready to dispatch: schemas compiled once, when it was declared. */
+export interface CompiledMessage {
+  /** As declared, for the AsyncAPI document. */
+  schemas: MessageSchemas
+  validator: CompiledSchema | undefined
+  serializeReply: Serializer | undefined
+  handler: (data: any, context: MessageContext<any>) => unknown
+  /** This type's own per-connection budget, when it overrides the route's. */
+  messagesPerSecond: number | undefined
+}
+
+export interface CompiledEvent {
+  /** As declared, for the AsyncAPI document. */
+  schema: TSchema
+  serialize: Serializer
+}
+
+/** What was declared of one route, compiled: data only, no connections or metrics (those are the instance's). */
+export interface CompiledRoute {
+  url: string
+  messages: Map<string, CompiledMessage>
+  events: Map<string, CompiledEvent>
+  authorizeSubscribe: SubscribeAuthorizer<any> | undefined
+  authorizeMessage: MessageAuthorizer<any> | undefined
+  binary: 'error' | 'close' | BinaryHandler<any>
+  messagesPerSecond: number
+}
+
+export function compileMessage (schemas: MessageSchemas, handler: CompiledMessage['handler']): CompiledMessage {
+  return {
+    schemas,
+    validator: schemas.data === undefined ? undefined : compileValidator(schemas.data),
+    serializeReply: schemas.reply === undefined ? undefined : compileSerializer(schemas.reply),
+    handler,
+    messagesPerSecond: schemas.messagesPerSecond
+  }
+}
+
+export function compileEvents (events: Record<string, TSchema>): Map<string, CompiledEvent> {
+  const compiled = new Map<string, CompiledEvent>()
+  for (const [name, schema] of Object.entries(events)) {
+    assertName('event', name)
+    compiled.set(name, { schema, serialize: compileSerializer(schema) })
+  }
+  return compiled
+}
+
+export function assertName (kind: 'event' | 'message type', name: string): void {
+  if (!NAME_PATTERN.test(name)) throw new FRT_ERR_INVALID_NAME(kind, name)
+}

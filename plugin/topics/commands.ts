@@ -1,0 +1,54 @@
+import { Type } from 'typebox'
+import { OFFSET_PATTERN } from '../protocol/offsets.js'
+import type { Connection } from '../connection/connection.js'
+import { DEFAULTS } from '../defaults.js'
+import { ErrorCode } from '../protocol/codes.js'
+import { MAX_TOPIC_LENGTH } from '../protocol/frames.js'
+import { RealtimeError } from '../messages/realtime-error.js'
+import { compileMessage, type CompiledMessage } from '../messages/compile.js'
+import type { TopicHub } from './hub.js'
+
+/** Topic names: any non-empty string up to `MAX_TOPIC_LENGTH` characters; routes decide which are allowed. */
+export const TopicName = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH })
+
+const SubscribeData = Type.Object({
+  topic: TopicName,
+  since: Type.Optional(Type.String({ pattern: OFFSET_PATTERN })),
+  epoch: Type.Optional(Type.String({ minLength: 1, maxLength: 64 }))
+}, { additionalProperties: false })
+
+const SubscribeReply = Type.Object({
+  topic: Type.String(),
+  offset: Type.String(),
+  epoch: Type.String(),
+  recovered: Type.Boolean()
+})
+
+const UnsubscribeData = Type.Object({ topic: TopicName }, { additionalProperties: false })
+const UnsubscribeReply = Type.Object({ topic: Type.String() })
+
+/** `$subscribe` and `$unsubscribe`, dispatched like declared messages. */
+export function createTopicCommands (hub: TopicHub, maxSubscriptions: number = DEFAULTS.maxSubscriptionsPerConnection): Map<string, CompiledMessage> {
+  const subscribe = compileMessage(
+    { data: SubscribeData, reply: SubscribeReply },
+    async (data: { topic: string, since?: string, epoch?: string }, { connection }) => {
+      const conn = connection as Connection
+      const authorize = conn.declared.authorizeSubscribe
+      if (authorize === undefined || !(await authorize(data.topic, conn))) {
+        throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to subscribe to this topic')
+      }
+      if (!conn.subscriptions.has(data.topic) && conn.subscriptions.size >= maxSubscriptions) {
+        throw new RealtimeError(ErrorCode.FORBIDDEN, `a connection may hold at most ${maxSubscriptions} topics`)
+      }
+      return await hub.subscribe(conn, data.topic, data.since, data.epoch)
+    }
+  )
+  const unsubscribe = compileMessage(
+    { data: UnsubscribeData, reply: UnsubscribeReply },
+    (data: { topic: string }, { connection }) => {
+      hub.unsubscribe(connection as Connection, data.topic)
+      return { topic: data.topic }
+    }
+  )
+  return new Map([['$subscribe', subscribe], ['$unsubscribe', unsubscribe]])
+}

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { test } from 'node:test'
+import { chromium, type Page } from 'playwright-core'
+import { buildApp } from '../../app/app.js'
+import { loadConfig } from '../../app/config.js'
+import { WebSocket } from 'ws'
+import { RealtimeClient } from '../../plugin/client/index.js'
+import type { ChatRoute } from '../../app/chat-route.js'
+import { freePort, startRedis } from '../helpers/redis.js'
+import { listen } from '../helpers/server.js'
+
+/** Debian's Chromium, installed by scripts/install-system-deps.sh; never a downloaded build. */
+const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+test('demo page in a real Chromium: two pages chat over /ws, the server restarts, both reconnect and get what was sent meanwhile', async (t) => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-system-deps.sh as root`)
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
+  // After-hooks run in the order registered: the pages are gone before the server drains.
+  t.after(() => browser.close())
+  const redis = await startRedis(t)
+  const port = await freePort()
+  const env = { LOG_LEVEL: 'warn', WS_DRAIN_MS: '200', REDIS_URL: redis.url }
+  const startNode = async (listenPort: number) => {
+    const app = await buildApp(loadConfig(env))
+    await app.listen({ port: listenPort, host: '127.0.0.1' })
+    return app
+  }
+  let app = await startNode(port)
+  const server = { httpUrl: `http://127.0.0.1:${port}`, app }
+
+  async function openDemo (): Promise<Page> {
+    const page = await browser.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (err) => errors.push(err.message))
+    t.after(() => assert.deepEqual(errors, [], 'the page threw'))
+    await page.goto(`${server.httpUrl}/`)
+    await page.locator('#state[data-state="open"]').waitFor({ timeout: 10_000 })
+    await page.locator('#join button').click()
+    await page.locator('#joined', { hasText: 'In room lobby' }).waitFor({ timeout: 5_000 })
+    return page
+  }
+
+  const alice = await openDemo()
+  const bob = await openDemo()
+  assert.equal(app.realtime.connectionCount, 2)
+
+  await alice.fill('#text', 'hello from alice')
+  await alice.locator('#say button').click()
+  for (const page of [alice, bob]) {
+    await page.locator('#messages li', { hasText: 'hello from alice' }).waitFor({ timeout: 5_000 })
+  }
+  assert.equal(await alice.inputValue('#text'), '', 'the input clears once sent')
+  const line = await bob.locator('#messages li').first().textContent()
+  assert.match(line ?? '', /^anon-[\w-]{8}hello from alice$/)
+
+  await bob.fill('#text', 'hi alice')
+  await bob.locator('#say button').click()
+  await alice.locator('#messages li', { hasText: 'hi alice' }).waitFor({ timeout: 5_000 })
+  assert.equal(await alice.locator('#messages li').count(), 2)
+
+  // A deploy: the node drains (1012) and is gone for a while; another node takes messages.
+  const other = await listen(t, await buildApp(loadConfig(env)))
+  await app.realtime.drain()
+  await app.close()
+  for (const page of [alice, bob]) await page.locator('#state[data-state="reconnecting"]').waitFor({ timeout: 5_000 })
+  const speaker = new RealtimeClient<ChatRoute>(`${other.wsUrl}/ws`, { WebSocket })
+  await speaker.request('say', { room: 'lobby', text: 'sent while you were away' })
+  speaker.close()
+  app = await startNode(port)
+  t.after(() => app.close())
+  for (const page of [alice, bob]) {
+    await page.locator('#state[data-state="open"]').waitFor({ timeout: 10_000 })
+    await page.locator('#messages li', { hasText: 'sent while you were away' }).waitFor({ timeout: 5_000 })
+    assert.equal(await page.locator('#messages li').count(), 3, 'nothing lost, nothing twice')
+    assert.ok(Number(await page.locator('#reconnects').textContent()) >= 1)
+  }
+  assert.equal(await alice.locator('#messages li.error').count(), 0, 'history was recovered')
+})
