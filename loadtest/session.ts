@@ -1,6 +1,6 @@
 import { connect, type RealtimeConnection, type Target } from './connection.js'
 import { now } from './clock.js'
-import { backoffDelay } from '../plugin/client/backoff.js'
+import { backoffDelay } from '../plugin/protocol/backoff.js'
 import { pause } from './pacing.js'
 import type { Recorder } from './recorder.js'
 

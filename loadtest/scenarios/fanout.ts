@@ -1,7 +1,7 @@
 import { MARKER_PLACEHOLDER } from '../args.js'
 import { now } from '../clock.js'
 import type { Frame, RealtimeConnection } from '../connection.js'
-import { compareOffsets } from '../../plugin/broker/offset.js'
+import { compareOffsets } from '../../plugin/protocol/offsets.js'
 import { fixedRate, pause, shareOf } from '../pacing.js'
 import { connectWithBackoff } from '../session.js'
 import type { Scenario, ScenarioContext } from './context.js'
