@@ -2,7 +2,8 @@ import createError from '@fastify/error'
 
 /*
  * Errors thrown at the developer: bad options and programming mistakes, each with a stable code
- * and a message that names the bad value. Errors sent to clients live in protocol.ts.
+ * and a message that names the bad value. Errors sent to clients live in protocol/codes.ts;
+ * docs/errors.md explains every code of both, and a test keeps it complete.
  */
 
 export const FRT_ERR_INVALID_OPTION = createError<'FRT_ERR_INVALID_OPTION', [string, string]>(

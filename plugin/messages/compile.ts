@@ -2,7 +2,7 @@ import type { TSchema } from 'typebox'
 import { FRT_ERR_INVALID_NAME } from '../errors.js'
 import { NAME_PATTERN } from '../protocol/frames.js'
 import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
-import type { BinaryHandler, MessageAuthorizer, MessageContext, MessageSchemas, SubscribeAuthorizer } from '../types.js'
+import type { BinaryHandler, EventSchemas, MessageAuthorizer, MessageContext, MessageSchemas, SubscribeAuthorizer } from '../types.js'
 
 /** A message type ready to dispatch: schemas compiled once, when it was declared. */
 export interface CompiledMessage {
@@ -10,7 +10,8 @@ export interface CompiledMessage {
   schemas: MessageSchemas
   validator: CompiledSchema | undefined
   serializeReply: Serializer | undefined
-  handler: (data: any, context: MessageContext<any>) => unknown
+  /** Its route's types erased: `data` is `never`, so only the dispatcher, which checked it against `schemas.data`, passes it (with a cast). */
+  handler: (data: never, context: MessageContext) => unknown
   /** This type's own per-connection budget, when it overrides the route's. */
   messagesPerSecond: number | undefined
 }
@@ -26,9 +27,9 @@ export interface CompiledRoute {
   url: string
   messages: Map<string, CompiledMessage>
   events: Map<string, CompiledEvent>
-  authorizeSubscribe: SubscribeAuthorizer<any> | undefined
-  authorizeMessage: MessageAuthorizer<any> | undefined
-  binary: 'error' | 'close' | BinaryHandler<any>
+  authorizeSubscribe: SubscribeAuthorizer<EventSchemas> | undefined
+  authorizeMessage: MessageAuthorizer<EventSchemas> | undefined
+  binary: 'error' | 'close' | BinaryHandler<EventSchemas>
   messagesPerSecond: number
 }
 

@@ -21,7 +21,7 @@ export const ABANDONED_OUTCOME = 'abandoned'
  * receives as its context, so the pipeline's state travels in the one object a message already
  * costs; `log` and `publish` are made only when a handler asks for them.
  */
-export class HandlerContext implements MessageContext<any> {
+export class HandlerContext implements MessageContext {
   readonly id: MessageId | undefined
   readonly type: string
   readonly connection: Connection
@@ -50,7 +50,7 @@ export class HandlerContext implements MessageContext<any> {
   }
 
   /** A bound function, as handlers destructure it; made only when a handler asks for it. */
-  get publish (): MessageContext<any>['publish'] {
+  get publish (): MessageContext['publish'] {
     const { connection } = this
     const env = this.#env
     return async (topic, event, data) => await env.publish(connection.declared, topic, event, data)
@@ -101,7 +101,8 @@ export class HandlerContext implements MessageContext<any> {
   #invoke (message: CompiledMessage): void {
     let result: unknown
     try {
-      result = message.handler(this.#dataFor(message), this)
+      // Checked against the schema the handler was declared with, which its `never` stands for.
+      result = message.handler(this.#dataFor(message) as never, this)
     } catch (err) {
       this.#settle(this.#answerError(err))
       return

@@ -7,6 +7,8 @@ import { loadConfig } from '../../app/config.js'
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')
 const readme = read('README.md')
 const protocol = read('docs/PROTOCOL.md')
+const exampleApp = read('docs/example-app.md')
+const errorsPage = read('docs/errors.md')
 const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
 
 /** Rows of the markdown table whose header starts with `firstHeader`: first cell → second cell. */
@@ -23,11 +25,12 @@ function tableRows (markdown: string, firstHeader: string): Map<string, string> 
   return rows
 }
 
-test('the README opens with the two newcomer commands, and they are the ones CI and npm run', () => {
+test('the README opens with the newcomer commands, and they are the ones CI and npm run', () => {
   const firstBlock = /```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
   assert.ok(readme.indexOf('```sh') < readme.indexOf('\n## '), 'the commands come before any section')
   assert.match(firstBlock, /^npm install && npm start\s/m)
   assert.match(firstBlock, /^npm test\s/m)
+  assert.match(firstBlock, /^npm run test:unit\s+# .*no root, no system packages/m)
 
   const ci = read('.ci/run')
   assert.match(ci, /^npm ci$/m)
@@ -40,6 +43,11 @@ test('the README opens with the two newcomer commands, and they are the ones CI 
     assert.ok(testScript.includes(step), `npm test runs ${step}`)
   }
   assert.match(scripts['test:node'] ?? '', /--test .*test\/\*\/\*\.test\.ts/)
+
+  // The laptop command: the folders whose tests need no root and no system package, and only those.
+  const unit = scripts['test:unit'] ?? ''
+  for (const folder of ['test/plugin/', 'test/app/', 'test/loadtest/']) assert.ok(unit.includes(folder), `test:unit runs ${folder}`)
+  for (const folder of ['test/redis/', 'test/ops/', 'install-system-deps']) assert.ok(!unit.includes(folder), `test:unit leaves out ${folder}`)
 })
 
 test('the README option table states the defaults the code uses', () => {
@@ -55,8 +63,8 @@ test('the README option table states the defaults the code uses', () => {
   assert.equal(rows.get('healthRoutes'), 'true')
 })
 
-test('the README environment table matches the plugin defaults it stands for', () => {
-  const rows = tableRows(readme, 'variable')
+test('the example app\'s environment table (docs/example-app.md) matches the plugin defaults it stands for', () => {
+  const rows = tableRows(exampleApp, 'variable')
   const config = loadConfig({})
   assert.equal(rows.get('PORT'), String(config.port))
   assert.equal(rows.get('HOST'), config.host)
@@ -81,8 +89,9 @@ test('the README environment table matches the plugin defaults it stands for', (
   assert.equal(rows.get('DEPLOYMENT_ENV'), defaults.environment)
 })
 
-test('the protocol document lists every error code the code knows', () => {
+test('the protocol document and docs/errors.md list every error code the code knows', () => {
   const errorRows = tableRows(protocol, 'code')
   for (const code of Object.values(ErrorCode)) assert.ok(errorRows.has(code), code)
-  for (const code of Object.values(ErrorCode)) assert.ok(readme.includes(`\`${code}\``), `README: ${code}`)
+  const explained = tableRows(errorsPage, '$error code')
+  for (const code of Object.values(ErrorCode)) assert.ok(explained.has(code), `docs/errors.md: ${code}`)
 })
