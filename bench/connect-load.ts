@@ -5,7 +5,8 @@
  */
 import type { Socket } from 'node:net'
 import { createSigner } from 'fast-jwt'
-import { maskedTextFrame, open } from './raw-client.js'
+import { open } from './raw-client.js'
+import { clientFrame, OP_TEXT } from './ws-frames.js'
 import type { Wire } from './wire.js'
 
 export interface ConnectPlan {
@@ -30,7 +31,7 @@ await Promise.all(Array.from({ length: plan.concurrency }, async () => {
     const { socket } = await open(plan.port, plan.wire.path, headers[index])
     // Frames the server sends (the $welcome) are read and dropped, as an idle client would.
     socket.on('data', () => {})
-    for (const greeting of plan.wire.greeting) socket.write(maskedTextFrame(greeting))
+    for (const greeting of plan.wire.greeting) socket.write(clientFrame(OP_TEXT, greeting))
     sockets.push(socket)
   }
 }))

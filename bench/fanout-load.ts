@@ -7,7 +7,8 @@
  */
 import type { Socket } from 'node:net'
 import { createHistogram } from 'node:perf_hooks'
-import { FrameCounter, maskedTextFrame, open } from './raw-client.js'
+import { FrameCounter, open } from './raw-client.js'
+import { clientFrame, OP_TEXT } from './ws-frames.js'
 import { MARKER, MARKER_PATTERN, type Wire } from './wire.js'
 
 export interface FanoutPlan {
@@ -45,7 +46,7 @@ async function subscribe (index: number): Promise<void> {
     const subscribeNow = (): void => {
       // Socket.IO drops events that arrive before its namespace connect completes: subscribe
       // only once the server has said everything it says unasked.
-      socket.write(maskedTextFrame(wire.subscribe))
+      socket.write(clientFrame(OP_TEXT, wire.subscribe))
       if (acks === 0) resolve()
     }
     const onData = (chunk: Buffer): void => {
@@ -68,7 +69,7 @@ async function subscribe (index: number): Promise<void> {
       }
     }
     socket.on('data', onData)
-    for (const greeting of wire.greeting) socket.write(maskedTextFrame(greeting))
+    for (const greeting of wire.greeting) socket.write(clientFrame(OP_TEXT, greeting))
     if (welcomes === 0) subscribeNow()
     if (rest.length > 0) onData(rest)
   })
@@ -81,10 +82,10 @@ await Promise.all(Array.from({ length: plan.concurrency }, async () => {
 
 const { socket: publisher } = await open(plan.port, wire.path)
 publisher.on('data', () => {})
-for (const greeting of wire.greeting) publisher.write(maskedTextFrame(greeting))
+for (const greeting of wire.greeting) publisher.write(clientFrame(OP_TEXT, greeting))
 const timer = setInterval(() => {
   const micros = Math.round((performance.timeOrigin + performance.now()) * 1000)
-  publisher.write(maskedTextFrame(wire.publishTemplate.replace(MARKER, `@${micros}@`)))
+  publisher.write(clientFrame(OP_TEXT, wire.publishTemplate.replace(MARKER, `@${micros}@`)))
   published++
 }, 1000 / plan.publishesPerSecond)
 

@@ -7,7 +7,8 @@
  */
 import type { Socket } from 'node:net'
 import { createHistogram } from 'node:perf_hooks'
-import { FrameCounter, maskedTextFrame, open } from './raw-client.js'
+import { FrameCounter, open } from './raw-client.js'
+import { clientFrame, OP_TEXT } from './ws-frames.js'
 import type { Wire } from './wire.js'
 
 export interface LoadPlan {
@@ -37,7 +38,7 @@ interface Peer {
 
 export async function runLoad (plan: LoadPlan): Promise<() => LoadMark> {
   const { wire } = plan
-  const frame = maskedTextFrame(wire.echo)
+  const frame = clientFrame(OP_TEXT, wire.echo)
   const batch = Buffer.concat(Array.from({ length: Math.max(plan.inflight ?? 1, 64) }, () => frame))
   const histogram = createHistogram()
   let replies = 0
@@ -83,7 +84,7 @@ export async function runLoad (plan: LoadPlan): Promise<() => LoadMark> {
       if (n > 0) onReplies(peer, n)
     }
     socket.on('data', onData)
-    for (const greeting of wire.greeting) socket.write(maskedTextFrame(greeting))
+    for (const greeting of wire.greeting) socket.write(clientFrame(OP_TEXT, greeting))
     if (wire.welcomeFrames === 0 && ++settled === plan.connections) allSettled()
     if (rest.length > 0) onData(rest)
     peers.push(peer)

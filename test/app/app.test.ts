@@ -2,18 +2,13 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { test } from 'node:test'
-import { buildApp } from '../../app/app.js'
 import { ConfigError, loadConfig } from '../../app/config.js'
+import { startApp } from '../helpers/app.js'
 import { startAppProcess } from '../helpers/app-process.js'
 import { TestClient, upgradeStatus } from '../helpers/client.js'
-import { listen, logCollector } from '../helpers/server.js'
 
 function pick<T extends object, K extends keyof T> (from: T, ...keys: K[]): Pick<T, K> {
   return Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>
-}
-
-async function startApp (t: Parameters<typeof listen>[0], env: NodeJS.ProcessEnv = {}) {
-  return await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', ...env })))
 }
 
 test('config: defaults, WS_* values, and clear errors for bad values', () => {
@@ -30,7 +25,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     identityMessagesPerSecond: undefined,
     addressMessagesPerSecond: undefined,
     allowedOrigins: undefined,
-    drainMs: undefined
+    drainMs: undefined,
+    tls: undefined
   }
   assert.deepEqual(loadConfig({}), {
     port: 3000,
@@ -97,7 +93,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     environment: 'development',
     lokiUrl: undefined,
     redisUrl: undefined,
-    historySize: undefined
+    historySize: undefined,
+    tls: undefined
   })
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
@@ -182,9 +179,8 @@ test('a bad environment stops the app with a message naming the variable', async
 test('example app: AUTH_SECRET requires an HS256 JWT; the subject is the sender; tokens stay out of the logs', async (t) => {
   const { createSigner } = await import('fast-jwt')
   const secret = 'a-test-secret-that-is-long-enough-32'
-  const { stream, logs } = logCollector()
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', WS_DRAIN_MS: '50', AUTH_SECRET: secret }), stream)
-  const server = await listen(t, app, logs)
+  const server = await startApp(t, { LOG_LEVEL: 'info', AUTH_SECRET: secret }, { logs: true })
+  const { logs } = server
   const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: 60_000 })
   const token = sign({ sub: 'alice' })
 

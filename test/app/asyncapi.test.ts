@@ -9,11 +9,9 @@ import { DiagnosticSeverity, Parser, type OperationInterface } from '@asyncapi/p
 import Fastify from 'fastify'
 import { Type } from 'typebox'
 import { parse as parseYaml } from 'yaml'
-import { buildApp } from '../../app/app.js'
 import { EchoData, EchoReply, ChatMessage, SayData, SayReply } from '../../app/chat-route.js'
-import { loadConfig } from '../../app/config.js'
 import realtime, { asyncApiYaml, type AsyncApiDocument } from '../../plugin/index.js'
-import { listen } from '../helpers/server.js'
+import { startApp } from '../helpers/app.js'
 
 // The parser's only remark on a correct 3.0.0 document is that 3.1.0 exists.
 const parser = new Parser({ ruleset: { extends: [], rules: { 'asyncapi-latest-version': 'off' } } })
@@ -30,7 +28,7 @@ const payloadOf = (document: AsyncApiDocument, component: string): Payload =>
   (document.components.messages[component] as { payload: Payload }).payload
 
 test('the example app serves an AsyncAPI 3.0 document the parser accepts, with every message, event, error and close code', async (t) => {
-  const server = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', AUTH_SECRET: 'a-secret-of-at-least-32-characters!!' })))
+  const server = await startApp(t, { AUTH_SECRET: 'a-secret-of-at-least-32-characters!!' })
   const response = await fetch(`${server.httpUrl}/asyncapi.json`)
   assert.equal(response.status, 200)
   assert.match(response.headers.get('content-type') ?? '', /application\/json/)

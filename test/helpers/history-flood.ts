@@ -13,6 +13,8 @@ import { metricValue } from './metrics.js'
 export interface FloodReport {
   publishes: number
   rssBefore: number
+  /** After half the publishes: the history is full by then, so RSS should not grow after it. */
+  rssMiddle: number
   rssAfter: number
   heapBefore: number
   heapAfter: number
@@ -53,7 +55,9 @@ for (let n = 0; n < 1_000; n++) await route.publish(`room:${n % topics}`, 'note'
 const before = settled()
 const heldBefore = broker.historyBytes ?? 0
 let maxGauge = 0
+let middle = before
 for (let n = 0; n < publishes; n++) {
+  if (n === publishes / 2) middle = settled()
   await route.publish(`room:${n % topics}`, 'note', { n, text: textOf(n) })
   if (n % 500 === 0) maxGauge = Math.max(maxGauge, await metricValue(registry, 'ws_broker_history_bytes', { broker: 'memory' }))
 }
@@ -62,6 +66,7 @@ const after = settled()
 const report: FloodReport = {
   publishes,
   rssBefore: before.rss,
+  rssMiddle: middle.rss,
   rssAfter: after.rss,
   heapBefore: before.heap,
   heapAfter: after.heap,

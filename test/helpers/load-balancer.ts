@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -39,4 +42,33 @@ export async function waitForHttp (url: string, timeoutMs = 10_000): Promise<voi
       await sleep(50)
     }
   }
+}
+
+/** An NGINX template with the variables the official image's envsubst would fill in; others stay. */
+export async function renderNginxTemplate (path: URL, variables: Record<string, string>): Promise<string> {
+  const template = await readFile(path, 'utf8')
+  return template.replace(/\$\{(\w+)\}/g, (whole, name: string) => variables[name] ?? whole)
+}
+
+/**
+ * A prefix directory for `nginx -p`: a main configuration around `snippet`, as the image's
+ * /etc/nginx/nginx.conf includes conf.d, with every path NGINX writes inside it. Removed after
+ * the test.
+ */
+export async function nginxPrefix (t: Pick<TestContext, 'after'>, snippet: string): Promise<string> {
+  const prefix = await mkdtemp(join(tmpdir(), 'realtime-nginx-'))
+  t.after(async () => await rm(prefix, { recursive: true, force: true }))
+  await writeFile(join(prefix, 'realtime.conf'), snippet)
+  await writeFile(join(prefix, 'nginx.conf'), [
+    'pid nginx.pid;',
+    'error_log stderr warn;',
+    'events { worker_connections 1024; }',
+    'http {',
+    '  access_log off;',
+    '  client_body_temp_path tmp-body; proxy_temp_path tmp-proxy; fastcgi_temp_path tmp-fastcgi;',
+    '  uwsgi_temp_path tmp-uwsgi; scgi_temp_path tmp-scgi;',
+    '  include realtime.conf;',
+    '}'
+  ].join('\n'))
+  return prefix
 }

@@ -1,25 +1,18 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import type { TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
+import { acceptFor, clientFrame, decodeFrame, handshakeKey, OP_CLOSE, OP_TEXT, responseHead, upgradeRequest, type Frame } from '../../bench/ws-frames.js'
 import type { RealtimeOptions } from '../../plugin/index.js'
 import { TestClient } from './client.js'
-import { startServer, type TestServer } from './server.js'
+import { startServer, within, type TestServer } from './server.js'
 
 // Misbehaving peers speak raw TCP, since a real WebSocket client refuses to send what they send.
+// The bytes come from the codec the load generators use.
 
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-export const OP_TEXT = 0x1
-export const OP_CLOSE = 0x8
-
-export interface ServerFrame {
-  fin: boolean
-  opcode: number
-  payload: Buffer
-}
+export { clientFrame, handshakeKey, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT } from '../../bench/ws-frames.js'
 
 type Take<T> = (buffer: Buffer) => { value: T, used: number } | undefined
 
@@ -67,7 +60,7 @@ export class RawPeer {
 
   /** Sends an upgrade request; `slow` writes it one byte per event-loop turn. */
   async handshake (port: number, { slow = false }: { slow?: boolean } = {}): Promise<{ status: number, head: string, key: string }> {
-    const key = randomBytes(16).toString('base64')
+    const key = handshakeKey()
     const request = Buffer.from(handshakeRequest(port, key))
     if (slow) {
       for (let i = 0; i < request.length; i++) {
@@ -77,30 +70,23 @@ export class RawPeer {
     } else {
       this.write(request)
     }
-    const head = await this.readHead(5_000)
-    return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, key }
+    const { head, status } = await this.#until(takeHead, 5_000, 'an HTTP response head')
+    return { status, head, key }
   }
 
   /** A complete, checked upgrade followed by the server's `$welcome`. */
   async upgrade (port: number, options: { slow?: boolean } = {}): Promise<Record<string, any>> {
     const { status, head, key } = await this.handshake(port, options)
     assert.equal(status, 101, head)
-    const accept = createHash('sha1').update(key + WS_GUID).digest('base64')
+    const accept = acceptFor(key)
     assert.match(head, new RegExp(`\r\nsec-websocket-accept: ${accept.replace(/[+/]/g, '\\$&')}\r\n`, 'i'))
     const welcome = await this.nextMessage(5_000)
     assert.equal(welcome.type, '$welcome')
     return welcome
   }
 
-  async readHead (timeoutMs: number): Promise<string> {
-    return await this.#until((buffer) => {
-      const end = buffer.indexOf('\r\n\r\n')
-      return end < 0 ? undefined : { value: buffer.subarray(0, end + 4).toString('latin1'), used: end + 4 }
-    }, timeoutMs, 'an HTTP response head')
-  }
-
-  async nextFrame (timeoutMs: number): Promise<ServerFrame> {
-    return await this.#until(parseServerFrame, timeoutMs, 'a frame')
+  async nextFrame (timeoutMs: number): Promise<Frame> {
+    return await this.#until(parseFrame, timeoutMs, 'a frame')
   }
 
   /** The next text frame, parsed; control frames before it are skipped. */
@@ -150,44 +136,9 @@ export class RawPeer {
   }
 }
 
-/** `promise`, or a failure after `timeoutMs`; the timer is cleared so it cannot hold the process. */
-export async function within<T> (promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
+/** The upgrade request the plugin's routes expect, to `/ws` on loopback. */
 export function handshakeRequest (port: number, key: string, extraHeaders = ''): string {
-  return 'GET /ws HTTP/1.1\r\n' +
-    `Host: 127.0.0.1:${port}\r\n` +
-    'Upgrade: websocket\r\n' +
-    'Connection: Upgrade\r\n' +
-    'Sec-WebSocket-Version: 13\r\n' +
-    `Sec-WebSocket-Key: ${key}\r\n` +
-    'Sec-WebSocket-Protocol: realtime.v1\r\n' +
-    extraHeaders +
-    '\r\n'
-}
-
-/** A client frame; clients must mask, so `mask: false` is a protocol violation. */
-export function clientFrame (opcode: number, payload: Buffer | string, { fin = true, mask = true }: { fin?: boolean, mask?: boolean } = {}): Buffer {
-  const data = typeof payload === 'string' ? Buffer.from(payload) : payload
-  assert.ok(data.length <= 0xffff, 'test frames stay under 64 KiB')
-  const header = data.length < 126 ? Buffer.alloc(2) : Buffer.alloc(4)
-  header[0] = (fin ? 0x80 : 0) | opcode
-  header[1] = (mask ? 0x80 : 0) | (data.length < 126 ? data.length : 126)
-  if (data.length >= 126) header.writeUInt16BE(data.length, 2)
-  if (!mask) return Buffer.concat([header, data])
-  const key = randomBytes(4)
-  const masked = Buffer.alloc(data.length)
-  for (let i = 0; i < data.length; i++) masked[i] = (data[i] as number) ^ (key[i % 4] as number)
-  return Buffer.concat([header, key, masked])
+  return upgradeRequest({ path: '/ws', host: `127.0.0.1:${port}`, key, protocol: 'realtime.v1', headers: extraHeaders })
 }
 
 export function echoFrame (id: number, text: string): Buffer {
@@ -200,30 +151,19 @@ export function closeFrame (code: number): Buffer {
   return clientFrame(OP_CLOSE, payload)
 }
 
-const parseServerFrame: Take<ServerFrame> = (buffer) => {
-  if (buffer.length < 2) return undefined
-  const first = buffer[0] as number
-  const second = buffer[1] as number
-  assert.equal(second & 0x80, 0, 'a server never masks its frames')
-  let length = second & 0x7f
-  let offset = 2
-  if (length === 126) {
-    if (buffer.length < 4) return undefined
-    length = buffer.readUInt16BE(2)
-    offset = 4
-  } else if (length === 127) {
-    if (buffer.length < 10) return undefined
-    length = Number(buffer.readBigUInt64BE(2))
-    offset = 10
-  }
-  if (buffer.length < offset + length) return undefined
-  return {
-    value: { fin: (first & 0x80) !== 0, opcode: first & 0x0f, payload: Buffer.from(buffer.subarray(offset, offset + length)) },
-    used: offset + length
-  }
+const takeHead: Take<{ head: string, status: number }> = (buffer) => {
+  const response = responseHead(buffer)
+  return response === undefined ? undefined : { value: response, used: response.bytes }
 }
 
-export function closeCodeOf (frame: ServerFrame): number {
+const parseFrame: Take<Frame> = (buffer) => {
+  const frame = decodeFrame(buffer)
+  if (frame === undefined) return undefined
+  assert.equal(frame.masked, false, 'a server never masks its frames')
+  return { value: frame, used: frame.bytes }
+}
+
+export function closeCodeOf (frame: Frame): number {
   return frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : 1005
 }
 

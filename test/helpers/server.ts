@@ -42,9 +42,9 @@ export async function startServer (
   return await listen(t, app, logs)
 }
 
-/** Listens on an ephemeral loopback port and closes the app after the test. */
-export async function listen (t: TestContext, app: FastifyInstance, logs: Array<Record<string, unknown>> = []): Promise<TestServer> {
-  await app.listen({ port: 0, host: '127.0.0.1' })
+/** Listens on loopback (an ephemeral port unless given one) and closes the app after the test. */
+export async function listen (t: TestContext, app: FastifyInstance, logs: Array<Record<string, unknown>> = [], port = 0): Promise<TestServer> {
+  await app.listen({ port, host: '127.0.0.1' })
   t.after(() => app.close())
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
@@ -57,5 +57,21 @@ export async function eventually (predicate: () => boolean, timeoutMs = 2_000, w
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+/**
+ * `promise`, or a failure naming `what` after `timeoutMs`: a broken guard must fail a test, not
+ * hang it. The timer is cleared so it cannot hold the process.
+ */
+export async function within<T> (promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${timeoutMs} ms`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
   }
 }

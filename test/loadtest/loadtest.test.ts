@@ -1,60 +1,10 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../../app/app.js'
-import { loadConfig } from '../../app/config.js'
-import type { Report } from '../../loadtest/report/model.js'
-import { runProgram, waitForHttp } from '../helpers/load-balancer.js'
-import { listen } from '../helpers/server.js'
-
-/** The example app with a budget high enough for load, and short drains. */
-const APP_ENV = { LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000', WS_DRAIN_MS: '200' }
-/** No run here should take long: a hung CLI fails the test instead of the whole suite. */
-const CLI_LIMIT_MS = 45_000
-
-interface CliRun {
-  code: number | null
-  stdout: string
-  stderr: string
-  elapsedMs: number
-}
-
-async function startApp (t: TestContext, env: NodeJS.ProcessEnv = {}): Promise<{ app: FastifyInstance, wsUrl: string, httpUrl: string }> {
-  const server = await listen(t, await buildApp(loadConfig({ ...APP_ENV, ...env })))
-  return { app: server.app, wsUrl: `${server.wsUrl}/ws`, httpUrl: server.httpUrl }
-}
-
-async function tempDir (t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'realtime-loadtest-'))
-  t.after(async () => await rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
-/** Runs the CLI as users do (`npm run loadtest -- …` is this command line). */
-async function runCli (args: string[], options: { interruptAfterMs?: number } = {}): Promise<CliRun> {
-  const started = performance.now()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'loadtest/cli.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const killer = setTimeout(() => child.kill('SIGKILL'), CLI_LIMIT_MS)
-  const interrupter = options.interruptAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGINT'), options.interruptAfterMs)
-  const [code] = await once(child, 'close') as [number | null]
-  clearTimeout(killer)
-  clearTimeout(interrupter)
-  return { code, stdout, stderr, elapsedMs: performance.now() - started }
-}
-
-async function readReport (path: string): Promise<Report> {
-  return JSON.parse(await readFile(path, 'utf8')) as Report
-}
+import { startApp } from '../helpers/app.js'
+import { LOADED_APP_ENV, readReport, runCli, tempDir } from '../helpers/loadtest-cli.js'
 
 test('bad flags exit 2 with the reason and the usage, before connecting anywhere', async () => {
   const run = await runCli(['echo', '--rate', '10', '--pipeline', '2'])
@@ -68,9 +18,9 @@ test('bad flags exit 2 with the reason and the usage, before connecting anywhere
 })
 
 test('echo: replies counted and timed, JSON and self-contained HTML reports; a threshold that cannot hold exits 1 and is named', async (t) => {
-  const { wsUrl } = await startApp(t)
+  const { wsUrl } = await startApp(t, LOADED_APP_ENV)
   const dir = await tempDir(t)
-  const run = await runCli(['echo', '--url', wsUrl, '--duration', '1500ms', '--connections', '4', '--pipeline', '2', '--workers', '2',
+  const run = await runCli(['echo', '--url', `${wsUrl}/ws`, '--duration', '1500ms', '--connections', '4', '--pipeline', '2', '--workers', '2',
     '--threshold', 'p99<0.001ms', '--threshold', 'errors<1%', '--json', join(dir, 'report.json'), '--html', join(dir, 'report.html')])
   assert.equal(run.code, 1, run.stderr)
   assert.match(run.stderr, /thresholds failed: p99<0\.001ms\n/, 'only the failed threshold is named')
@@ -108,9 +58,9 @@ test('echo: replies counted and timed, JSON and self-contained HTML reports; a t
 })
 
 test('echo: $error replies are counted as errors by code, and a threshold that holds exits 0', async (t) => {
-  const { wsUrl } = await startApp(t)
+  const { wsUrl } = await startApp(t, LOADED_APP_ENV)
   const dir = await tempDir(t)
-  const run = await runCli(['echo', '--url', wsUrl, '--duration', '1s', '--connections', '2', '--rate', '200', '--type', 'no-such-type',
+  const run = await runCli(['echo', '--url', `${wsUrl}/ws`, '--duration', '1s', '--connections', '2', '--rate', '200', '--type', 'no-such-type',
     '--threshold', 'connect_p99<5s', '--json', join(dir, 'report.json')])
   assert.equal(run.code, 0, run.stderr)
   const report = await readReport(join(dir, 'report.json'))
@@ -123,8 +73,8 @@ test('echo: $error replies are counted as errors by code, and a threshold that h
 })
 
 test('echo: SIGINT stops the run early and still prints what was measured', async (t) => {
-  const { wsUrl } = await startApp(t)
-  const run = await runCli(['echo', '--url', wsUrl, '--duration', '60s', '--connections', '2'], { interruptAfterMs: 3_000 })
+  const { wsUrl } = await startApp(t, LOADED_APP_ENV)
+  const run = await runCli(['echo', '--url', `${wsUrl}/ws`, '--duration', '60s', '--connections', '2'], { interruptAfterMs: 3_000 })
   assert.equal(run.code, 0, run.stderr)
   assert.ok(run.elapsedMs < 15_000, `stopped after ${Math.round(run.elapsedMs)} ms`)
   assert.match(run.stdout, /INTERRUPTED/)
@@ -133,10 +83,10 @@ test('echo: SIGINT stops the run early and still prints what was measured', asyn
 })
 
 test('fanout: N subscribers receive N × the acknowledged publishes, none lost, none twice, in order', async (t) => {
-  const { wsUrl } = await startApp(t)
+  const { wsUrl } = await startApp(t, LOADED_APP_ENV)
   const dir = await tempDir(t)
   const subscribers = 20
-  const run = await runCli(['fanout', '--url', wsUrl, '--duration', '1500ms', '--subscribers', String(subscribers), '--publishers', '2', '--rate', '40',
+  const run = await runCli(['fanout', '--url', `${wsUrl}/ws`, '--duration', '1500ms', '--subscribers', String(subscribers), '--publishers', '2', '--rate', '40',
     '--settle', '1s', '--workers', '2', '--threshold', 'loss==0', '--threshold', 'p99<2s', '--json', join(dir, 'report.json')])
   assert.equal(run.code, 0, run.stdout + run.stderr)
   const report = await readReport(join(dir, 'report.json'))
@@ -153,12 +103,12 @@ test('fanout: N subscribers receive N × the acknowledged publishes, none lost, 
 })
 
 test('connect: reaches N connections, times every handshake and reports the ramp rate', async (t) => {
-  const { wsUrl, app } = await startApp(t)
+  const { wsUrl, app } = await startApp(t, LOADED_APP_ENV)
   const dir = await tempDir(t)
   let peak = 0
   const watcher = setInterval(() => { peak = Math.max(peak, app.realtime.connectionCount) }, 20)
   t.after(() => clearInterval(watcher))
-  const run = await runCli(['connect', '--url', wsUrl, '--connections', '150', '--concurrency', '20', '--duration', '1s', '--json', join(dir, 'report.json')])
+  const run = await runCli(['connect', '--url', `${wsUrl}/ws`, '--connections', '150', '--concurrency', '20', '--duration', '1s', '--json', join(dir, 'report.json')])
   assert.equal(run.code, 0, run.stderr)
   const report = await readReport(join(dir, 'report.json'))
   assert.equal(report.metrics.connections, 150)
@@ -172,18 +122,16 @@ test('connect: reaches N connections, times every handshake and reports the ramp
 })
 
 test('churn: a node drained mid-run (1012) and restarted on its port: users reconnect and the reconnect time is recorded', async (t) => {
-  const first = await startApp(t)
+  const first = await startApp(t, LOADED_APP_ENV)
   const port = Number(new URL(first.httpUrl).port)
   const dir = await tempDir(t)
-  const running = runCli(['churn', '--url', first.wsUrl, '--duration', '4s', '--connections', '10', '--hold', '300ms-800ms',
+  const running = runCli(['churn', '--url', `${first.wsUrl}/ws`, '--duration', '4s', '--connections', '10', '--hold', '300ms-800ms',
     '--backoff', '50ms-300ms', '--json', join(dir, 'report.json')])
   await sleep(2_000)
   await first.app.realtime.drain()
   await first.app.close()
   await sleep(300)
-  const second = await buildApp(loadConfig(APP_ENV))
-  t.after(() => second.close())
-  await second.listen({ port, host: '127.0.0.1' })
+  await startApp(t, LOADED_APP_ENV, { port })
   const run = await running
   assert.equal(run.code, 0, run.stderr)
   const report = await readReport(join(dir, 'report.json'))
@@ -198,9 +146,9 @@ test('churn: a node drained mid-run (1012) and restarted on its port: users reco
 })
 
 test('soak: per-interval rows with the server\'s memory from --metrics-url, and drift between first and last', async (t) => {
-  const { wsUrl, httpUrl } = await startApp(t)
+  const { wsUrl, httpUrl } = await startApp(t, LOADED_APP_ENV)
   const dir = await tempDir(t)
-  const run = await runCli(['soak', '--url', wsUrl, '--duration', '3s', '--interval', '1s', '--rate', '100', '--connections', '2',
+  const run = await runCli(['soak', '--url', `${wsUrl}/ws`, '--duration', '3s', '--interval', '1s', '--rate', '100', '--connections', '2',
     '--metrics-url', `${httpUrl}/metrics`, '--threshold', 'memory_growth<500MB', '--json', join(dir, 'report.json')])
   assert.equal(run.code, 0, run.stdout + run.stderr)
   const report = await readReport(join(dir, 'report.json'))
@@ -218,27 +166,4 @@ test('soak: per-interval rows with the server\'s memory from --metrics-url, and 
   assert.ok(Math.abs(report.metrics.p99_drift! - (whole.at(-1)!.p99! / whole[0]!.p99! - 1)) < 1e-9)
   assert.match(run.stdout, /server RSS/)
   assert.match(run.stdout, /drift \(last vs first\)/)
-})
-
-test('through HAProxy (deploy/haproxy.cfg) in front of two nodes: echo load spreads over both', async (t) => {
-  const nodes = [await startApp(t), await startApp(t)]
-  const { freePort } = await import('../helpers/redis.js')
-  const lbPort = await freePort()
-  const [a, b] = nodes.map((node) => new URL(node.httpUrl).host)
-  await runProgram(t, 'haproxy', ['-db', '-f', 'deploy/haproxy.cfg'], { LB_BIND: `127.0.0.1:${lbPort}`, APP1_ADDR: a, APP2_ADDR: b, APP3_ADDR: b })
-  await waitForHttp(`http://127.0.0.1:${lbPort}/health/ready`)
-  // Until its health checks see every node up, HAProxy would send everyone to the first.
-  await sleep(2_500)
-  const dir = await tempDir(t)
-  const counts = [0, 0]
-  const watcher = setInterval(() => nodes.forEach((node, i) => { counts[i] = Math.max(counts[i]!, node.app.realtime.connectionCount) }), 20)
-  t.after(() => clearInterval(watcher))
-  const run = await runCli(['echo', '--url', `ws://127.0.0.1:${lbPort}/ws`, '--duration', '1500ms', '--connections', '6', '--pipeline', '2',
-    '--header', 'X-Load-Test: 1', '--threshold', 'errors==0', '--json', join(dir, 'report.json')])
-  assert.equal(run.code, 0, run.stdout + run.stderr)
-  const report = await readReport(join(dir, 'report.json'))
-  assert.ok((report.counters.replies ?? 0) > 100)
-  assert.equal(report.metrics.connections, 6)
-  assert.ok(counts[0]! >= 1 && counts[1]! >= 1, `both nodes served connections: ${counts.join(', ')}`)
-  assert.equal(counts[0]! + counts[1]!, 6)
 })

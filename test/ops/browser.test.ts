@@ -2,13 +2,11 @@ import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { test } from 'node:test'
 import { chromium, type Page } from 'playwright-core'
-import { buildApp } from '../../app/app.js'
-import { loadConfig } from '../../app/config.js'
 import { WebSocket } from 'ws'
 import { RealtimeClient } from '../../plugin/client/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
+import { startApp } from '../helpers/app.js'
 import { freePort, startRedis } from '../helpers/redis.js'
-import { listen } from '../helpers/server.js'
 
 /** Debian's Chromium, installed by scripts/install-system-deps.sh; never a downloaded build. */
 const CHROMIUM = '/usr/bin/chromium'
@@ -22,14 +20,8 @@ test('demo page in a real Chromium: two pages chat over /ws, the server restarts
   t.after(() => browser.close())
   const redis = await startRedis(t)
   const port = await freePort()
-  const env = { LOG_LEVEL: 'warn', WS_DRAIN_MS: '200', REDIS_URL: redis.url }
-  const startNode = async (listenPort: number) => {
-    const app = await buildApp(loadConfig(env))
-    await app.listen({ port: listenPort, host: '127.0.0.1' })
-    return app
-  }
-  let app = await startNode(port)
-  const server = { httpUrl: `http://127.0.0.1:${port}`, app }
+  const env = { WS_DRAIN_MS: '200', REDIS_URL: redis.url }
+  const server = await startApp(t, env, { port })
 
   async function openDemo (): Promise<Page> {
     const page = await browser.newPage()
@@ -45,7 +37,7 @@ test('demo page in a real Chromium: two pages chat over /ws, the server restarts
 
   const alice = await openDemo()
   const bob = await openDemo()
-  assert.equal(app.realtime.connectionCount, 2)
+  assert.equal(server.app.realtime.connectionCount, 2)
 
   await alice.fill('#text', 'hello from alice')
   await alice.locator('#say button').click()
@@ -62,15 +54,14 @@ test('demo page in a real Chromium: two pages chat over /ws, the server restarts
   assert.equal(await alice.locator('#messages li').count(), 2)
 
   // A deploy: the node drains (1012) and is gone for a while; another node takes messages.
-  const other = await listen(t, await buildApp(loadConfig(env)))
-  await app.realtime.drain()
-  await app.close()
+  const other = await startApp(t, env)
+  await server.app.realtime.drain()
+  await server.app.close()
   for (const page of [alice, bob]) await page.locator('#state[data-state="reconnecting"]').waitFor({ timeout: 5_000 })
   const speaker = new RealtimeClient<ChatRoute>(`${other.wsUrl}/ws`, { WebSocket })
   await speaker.request('say', { room: 'lobby', text: 'sent while you were away' })
   speaker.close()
-  app = await startNode(port)
-  t.after(() => app.close())
+  await startApp(t, env, { port })
   for (const page of [alice, bob]) {
     await page.locator('#state[data-state="open"]').waitFor({ timeout: 10_000 })
     await page.locator('#messages li', { hasText: 'sent while you were away' }).waitFor({ timeout: 5_000 })

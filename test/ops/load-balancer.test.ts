@@ -5,12 +5,10 @@ import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { buildApp } from '../../app/app.js'
-import { loadConfig } from '../../app/config.js'
+import { startApp } from '../helpers/app.js'
 import { TestClient, upgradeStatus } from '../helpers/client.js'
 import { runProgram, waitForHttp } from '../helpers/load-balancer.js'
 import { freePort } from '../helpers/redis.js'
-import { listen } from '../helpers/server.js'
 
 const run = promisify(execFile)
 
@@ -47,7 +45,7 @@ test('haproxy -c accepts deploy/haproxy.cfg', async () => {
 })
 
 test('NGINX: nginx -t accepts the template; through it, upgrades reach the nodes and skip a draining one', async (t) => {
-  const apps = await Promise.all([0, 1, 2].map(async () => await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '2000' })))))
+  const apps = await Promise.all([0, 1, 2].map(async () => await startApp(t, { WS_DRAIN_MS: '2000' })))
   const lbPort = await freePort()
   const variables = { LB_PORT: `127.0.0.1:${lbPort}`, ...Object.fromEntries(apps.map((app, i) => [`APP${i + 1}_ADDR`, new URL(app.httpUrl).host])) }
   const prefix = await nginxPrefix(t, await renderNginx(variables))
@@ -71,7 +69,7 @@ test('NGINX: nginx -t accepts the template; through it, upgrades reach the nodes
 })
 
 test('NGINX overwrites X-Forwarded-For: a client cannot pick the address the upgrade rate limit counts', async (t) => {
-  const app = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', TRUST_PROXY: '127.0.0.1', WS_UPGRADE_RATE_LIMIT: '2' })))
+  const app = await startApp(t, { TRUST_PROXY: '127.0.0.1', WS_UPGRADE_RATE_LIMIT: '2' })
   const lbPort = await freePort()
   const node = new URL(app.httpUrl).host
   const prefix = await nginxPrefix(t, await renderNginx({ LB_PORT: `127.0.0.1:${lbPort}`, APP1_ADDR: node, APP2_ADDR: node, APP3_ADDR: node }))
@@ -85,7 +83,7 @@ test('NGINX overwrites X-Forwarded-For: a client cannot pick the address the upg
 })
 
 test('HAProxy overwrites X-Forwarded-For too', async (t) => {
-  const app = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', TRUST_PROXY: '127.0.0.1', WS_UPGRADE_RATE_LIMIT: '2' })))
+  const app = await startApp(t, { TRUST_PROXY: '127.0.0.1', WS_UPGRADE_RATE_LIMIT: '2' })
   const lbPort = await freePort()
   const node = new URL(app.httpUrl).host
   await runProgram(t, 'haproxy', ['-db', '-f', 'deploy/haproxy.cfg'], { LB_BIND: `127.0.0.1:${lbPort}`, APP1_ADDR: node, APP2_ADDR: node, APP3_ADDR: node })

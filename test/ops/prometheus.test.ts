@@ -6,13 +6,11 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { buildApp } from '../../app/app.js'
-import { loadConfig } from '../../app/config.js'
+import { startApp } from '../helpers/app.js'
 import { TestClient } from '../helpers/client.js'
 import { runProgram, waitForHttp } from '../helpers/load-balancer.js'
 import { freePort, startRedis } from '../helpers/redis.js'
 import { metricValue } from '../helpers/metrics.js'
-import { listen } from '../helpers/server.js'
 
 const run = promisify(execFile)
 const PROMETHEUS_DIR = new URL('../../observability/prometheus/', import.meta.url)
@@ -70,13 +68,7 @@ test('Grafana dashboards: unique uids and panel ids, datasources that provisioni
 
 test('a real Prometheus scrapes the example app (Redis broker) under load with errors, rate limits and a slow consumer: every dashboard query returns data', async (t) => {
   const redis = await startRedis(t)
-  const app = await listen(t, await buildApp(loadConfig({
-    LOG_LEVEL: 'warn',
-    WS_DRAIN_MS: '50',
-    REDIS_URL: redis.url,
-    WS_MESSAGES_PER_SECOND: '1000',
-    WS_MAX_BUFFERED_BYTES: '1048576'
-  })))
+  const app = await startApp(t, { REDIS_URL: redis.url, WS_MESSAGES_PER_SECOND: '1000', WS_MAX_BUFFERED_BYTES: '1048576' })
   const prometheusPort = await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'realtime-prometheus-'))
   t.after(async () => await rm(dir, { recursive: true, force: true }))

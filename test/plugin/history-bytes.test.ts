@@ -43,9 +43,11 @@ async function heldOffsets (broker: Broker, topic: string): Promise<string[]> {
   return (await broker.history(topic, '0-0')).entries.map((entry) => entry.offset)
 }
 
-test('a flood of 50,000 publishes of 2,000 characters stays within the default byte bound, in RSS and heap', async (t) => {
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('../helpers/history-flood.ts', import.meta.url).pathname], {
-    env: { ...process.env, FLOOD_PUBLISHES: '50000', FLOOD_TEXT_LENGTH: '2000', FLOOD_TOPICS: '100' },
+test('a flood of 100,000 publishes of 2,000 characters stays within the default byte bound, in RSS and heap', async (t) => {
+  // A small young generation: Node 24 grows it to 128 MiB on a large machine, which RSS would
+  // show as growth although nothing in it is held.
+  const child = spawn(process.execPath, ['--expose-gc', '--max-semi-space-size=16', '--import', 'tsx', new URL('../helpers/history-flood.ts', import.meta.url).pathname], {
+    env: { ...process.env, FLOOD_PUBLISHES: '100000', FLOOD_TEXT_LENGTH: '2000', FLOOD_TOPICS: '100' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   t.after(() => child.kill('SIGKILL'))
@@ -61,8 +63,15 @@ test('a flood of 50,000 publishes of 2,000 characters stays within the default b
   t.diagnostic(`held +${(held / MiB).toFixed(1)} MiB, heap +${(heap / MiB).toFixed(1)} MiB, RSS +${(rss / MiB).toFixed(1)} MiB, ${report.entriesAfter} entries`)
   assert.ok(report.maxGauge <= bound, `the gauge read ${report.maxGauge}, above ${bound}`)
   assert.ok(report.heldAfter >= bound * 0.95, 'the flood fills the history up to its bound')
-  // Every topic's 1,000 entries would hold 50,000 of them: about 130 MiB of heap and 140 of RSS.
-  assert.ok(rss <= bound * 1.25 + 20 * MiB, `RSS grew by ${(rss / MiB).toFixed(1)} MiB`)
+  // Every topic's 1,000 entries would hold all 100,000: about 260 MiB of heap and 280 of RSS,
+  // half of it in the second half. Bounded, the second half adds nothing: the history was full.
+  // How far RSS runs above a steady heap depends on the runtime: about 1 MiB in the second half
+  // on Node 20, about 70 on Node 24 (freed memory it keeps), so the bound sits between that and
+  // the 140 MiB an unbounded history adds; the heap, checked below, is the exact measure.
+  const secondHalf = report.rssAfter - report.rssMiddle
+  t.diagnostic(`RSS in the second half: ${(secondHalf / MiB).toFixed(1)} MiB`)
+  assert.ok(secondHalf <= 100 * MiB, `RSS grew by ${(secondHalf / MiB).toFixed(1)} MiB while the history was full`)
+  assert.ok(rss <= bound * 4, `RSS grew by ${(rss / MiB).toFixed(1)} MiB`)
   // The estimate is what the heap really holds, within a tenth: the entries are not heavier than counted.
   assert.ok(heap <= held * 1.1 && heap >= held * 0.8, `heap grew by ${(heap / MiB).toFixed(1)} MiB for ${(held / MiB).toFixed(1)} MiB estimated`)
 })

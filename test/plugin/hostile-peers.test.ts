@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { TestClient } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
-import { assertEchoes, assertRawEchoes, clientFrame, closeFrame, closeLogs, handshakeRequest, OP_TEXT, RawPeer, start, whileEchoing, within } from '../helpers/raw-peer.js'
-import { eventually } from '../helpers/server.js'
+import { assertEchoes, assertRawEchoes, clientFrame, closeFrame, closeLogs, handshakeKey, handshakeRequest, OP_TEXT, RawPeer, start, whileEchoing } from '../helpers/raw-peer.js'
+import { eventually, within } from '../helpers/server.js'
 
 test('a handshake written one byte at a time still upgrades and is welcomed', async (t) => {
   const server = await start(t)
@@ -25,7 +24,7 @@ test('an upgrade request with thousands of headers is refused by the HTTP parser
   const peer = await RawPeer.open(server)
   let headers = ''
   for (let i = 0; i < 3_000; i++) headers += `x-h${i}: v\r\n`
-  peer.write(handshakeRequest(server.port, randomBytes(16).toString('base64'), headers))
+  peer.write(handshakeRequest(server.port, handshakeKey(), headers))
   const response = (await peer.readToEnd(5_000)).toString('latin1')
   // The server may reset the socket before we read the 431 (we are still writing), so an
   // empty answer is also a refusal; an upgrade never is.

@@ -1,94 +1,18 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { connect as tlsConnect } from 'node:tls'
-import Fastify, { type FastifyInstance } from 'fastify'
-import { Type } from 'typebox'
+import Fastify from 'fastify'
 import realtime, { DEFAULTS } from '../../plugin/index.js'
 import { defaultMaxSockets, openFilesLimit } from '../../plugin/upgrade/socket-guard.js'
 import { startAppProcess } from '../helpers/app-process.js'
 import { TestClient } from '../helpers/client.js'
+import { HalfOpenPeers } from '../helpers/half-open.js'
 import { metricValue } from '../helpers/metrics.js'
-import { eventually, listen, logCollector, startServer, type TestServer } from '../helpers/server.js'
-
-const echoRoute = (app: FastifyInstance): void => {
-  app.wsRoute('/ws').message('echo', { data: Type.Object({ text: Type.String() }), reply: Type.Object({ text: Type.String() }) }, (data) => data)
-}
-
-const REQUEST_LINE = 'GET /ws HTTP/1.1\r\n'
-
-/** A peer that sent what it was told and then nothing more. */
-interface HalfOpen {
-  socket: Socket
-  /** When the connect completed, in `performance.now()` time. */
-  openedAt: number
-  /** Everything the server sent. */
-  received: () => string
-  /** Resolves with the time the server ended the socket. */
-  closed: Promise<number>
-  isClosed: () => boolean
-}
-
-/**
- * Opens half-open sockets and destroys them when the test ends. Create it before the server:
- * after-hooks run in the order they were added, and a server closing first would wait for them.
- */
-class Peers {
-  readonly #sockets = new Set<Socket>()
-
-  constructor (t: TestContext) {
-    t.after(() => { for (const socket of this.#sockets) socket.destroy() })
-  }
-
-  /** Destroys `socket` when the test ends. */
-  track<T extends Socket> (socket: T): T {
-    this.#sockets.add(socket)
-    return socket
-  }
-
-  /** A TCP peer that sends `bytes` (maybe nothing) and then nothing more. */
-  async open (port: number, bytes = ''): Promise<HalfOpen> {
-    const socket = this.track(connect({ host: '127.0.0.1', port }))
-    // Refused sockets are reset: what the test asserts is that they closed, and when.
-    socket.on('error', () => {})
-    let received = ''
-    let isClosed = false
-    socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
-    const closed = new Promise<number>((resolve) => socket.once('close', () => {
-      isClosed = true
-      resolve(performance.now())
-    }))
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve())
-      socket.once('error', reject)
-    })
-    if (bytes !== '') socket.write(bytes)
-    return { socket, openedAt: performance.now(), received: () => received, closed, isClosed: () => isClosed }
-  }
-
-  /** `count` half-open sockets, alternately silent and stopping after the request line. */
-  async flood (port: number, count: number): Promise<HalfOpen[]> {
-    return await Promise.all(Array.from({ length: count }, async (_, i) => await this.open(port, i % 2 === 0 ? '' : REQUEST_LINE)))
-  }
-}
-
-/** `promise`, or a failure naming `what` after `ms`: a broken guard must fail a test, not hang it. */
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
+import { echoRoute } from '../helpers/raw-peer.js'
+import { eventually, listen, logCollector, startServer, within, type TestServer } from '../helpers/server.js'
 
 const refused = async (server: TestServer, reason: string): Promise<number> =>
   await metricValue(server.app.realtime.metricsRegistry, 'ws_sockets_refused_total', { reason })
@@ -101,7 +25,7 @@ function portOf (server: TestServer): number {
 }
 
 test('maxSockets: half-open sockets past the cap are refused, then evict each other, while a new client, /health/live and an open connection are served', async (t) => {
-  const peers = new Peers(t)
+  const peers = new HalfOpenPeers(t)
   const server = await startServer(t, echoRoute, { maxSockets: 100 })
   const port = portOf(server)
   const bystander = await TestClient.connect(t, `${server.wsUrl}/ws`)
@@ -154,7 +78,7 @@ test('maxSockets: half-open sockets past the cap are refused, then evict each ot
 })
 
 test('headersTimeoutMs: a socket without a complete request head in time is closed without a response; one that completes it is served', async (t) => {
-  const peers = new Peers(t)
+  const peers = new HalfOpenPeers(t)
   const server = await startServer(t, echoRoute, { headersTimeoutMs: 300, maxSockets: 0 })
   const port = portOf(server)
   assert.match(await server.app.realtime.metricsRegistry?.metrics() ?? '', /ws_sockets_refused_total\{reason="headers_timeout"\} 0/)
@@ -181,7 +105,7 @@ test('headersTimeoutMs: a socket without a complete request head in time is clos
 })
 
 test('headersTimeoutMs: later requests on a keep-alive socket get Node\'s headersTimeout, lowered to the deadline and never raised', async (t) => {
-  const peers = new Peers(t)
+  const peers = new HalfOpenPeers(t)
   const { stream, logs } = logCollector()
   const app = Fastify({ logger: { level: 'info', stream }, http: { connectionsCheckingInterval: 50 } })
   await app.register(realtime, { drainMs: 50, headersTimeoutMs: 300 })
@@ -201,35 +125,8 @@ test('headersTimeoutMs: later requests on a keep-alive socket get Node\'s header
   assert.equal(lower.server.headersTimeout, 200)
 })
 
-test('https: the deadline and the cap see the TCP socket under TLS; a wss connection is served past the deadline', async (t) => {
-  const peers = new Peers(t)
-  const dir = mkdtempSync(join(tmpdir(), 'socket-guard-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  const { stream, logs } = logCollector()
-  const app = Fastify({ logger: { level: 'info', stream }, https: { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) } })
-  await app.register(realtime, { drainMs: 50, headersTimeoutMs: 300 })
-  echoRoute(app)
-  const server = await listen(t, app, logs)
-  const port = portOf(server)
-
-  const client = await TestClient.connect(t, `wss://127.0.0.1:${port}/ws`, { rejectUnauthorized: false })
-  const silentTls = peers.track(tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }))
-  silentTls.on('error', () => {})
-  await new Promise((resolve) => silentTls.once('secureConnect', resolve))
-  const silentTlsClosed = new Promise((resolve) => silentTls.once('close', resolve))
-  const silentTcp = await peers.open(port)
-
-  await within(silentTlsClosed, 2_000, 'a silent TLS socket closed')
-  await within(silentTcp.closed, 2_000, 'a silent TCP socket closed')
-  await sleep(400)
-  assert.deepEqual((await client.request('echo', { text: 'over tls' })).data, { text: 'over tls' })
-  assert.equal(await metricValue(app.realtime.metricsRegistry, 'ws_sockets_refused_total', { reason: 'headers_timeout' }), 2)
-})
-
 test('closing the app does not wait for sockets that never sent a request', async (t) => {
-  const peers = new Peers(t)
+  const peers = new HalfOpenPeers(t)
   const { stream, logs } = logCollector()
   const app = Fastify({ logger: { level: 'info', stream } })
   await app.register(realtime, { drainMs: 50 })
@@ -243,7 +140,7 @@ test('closing the app does not wait for sockets that never sent a request', asyn
 })
 
 test('with metrics off the guard still refuses and logs', async (t) => {
-  const peers = new Peers(t)
+  const peers = new HalfOpenPeers(t)
   const server = await startServer(t, echoRoute, { metrics: false, maxSockets: 5 })
   const sockets = await peers.flood(portOf(server), 12)
   await eventually(() => sockets.filter((peer) => peer.isClosed()).length === 7, 5_000, '7 refusals')
@@ -271,7 +168,7 @@ test('the default cap is the open-files limit less max(10%, 64); none where the 
 })
 
 test('the example app under `ulimit -n 256` derives its cap and keeps answering /health/live through 400 half-open sockets', async (t) => {
-  const peers = new Peers(t)
+  const peers = new HalfOpenPeers(t)
   const app = await startAppProcess(t, { LOG_LEVEL: 'info', WS_HEADERS_TIMEOUT_MS: '5000' }, { openFilesLimit: 256 })
   const port = Number(new URL(app.url).port)
   const sockets = await peers.flood(port, 400)

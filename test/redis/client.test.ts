@@ -4,12 +4,11 @@ import { createServer, connect as tcpConnect, type Socket } from 'node:net'
 import { test } from 'node:test'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { buildApp } from '../../app/app.js'
 import type { ChatRoute } from '../../app/chat-route.js'
-import { loadConfig } from '../../app/config.js'
 import { backoffDelay, closePolicy, RealtimeClient, RealtimeClientError, type ClientState } from '../../plugin/client/index.js'
+import { startApp } from '../helpers/app.js'
 import { startRedis, freePort } from '../helpers/redis.js'
-import { eventually, listen, startServer, type TestServer } from '../helpers/server.js'
+import { eventually, startServer } from '../helpers/server.js'
 
 const FAST = { minMs: 20, maxMs: 200, factor: 2 }
 
@@ -19,12 +18,8 @@ function track (client: RealtimeClient<any>): ClientState[] {
   return states
 }
 
-async function startApp (t: Parameters<typeof listen>[0], port: number, env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '100', PORT: String(port), ...env }))
-  await app.listen({ port, host: '127.0.0.1' })
-  t.after(() => app.close())
-  return { app, httpUrl: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, logs: [] }
-}
+/** Nodes restarted under a client drain for 100 ms; each comes back on the port the client knows. */
+const RESTART_ENV = { WS_DRAIN_MS: '100' }
 
 test('backoff is full jitter under a growing ceiling; close codes map to the protocol table', () => {
   assert.equal(backoffDelay(0, { minMs: 100 }, () => 0.999), 99)
@@ -63,7 +58,7 @@ test('client against the example app: typed request/reply, $error as RealtimeCli
   t.after(() => slow.close())
   await assert.rejects(slow.request('slow', undefined, { timeoutMs: 50 }), (err: RealtimeClientError) => err.code === 'TIMEOUT')
 
-  const app = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50' })))
+  const app = await startApp(t)
   const client = new RealtimeClient<ChatRoute>(`${app.wsUrl}/ws`, { WebSocket })
   t.after(() => client.close())
   assert.deepEqual(await client.request('echo', { text: 'typed' }), { text: 'typed' })
@@ -84,8 +79,8 @@ test('client against the example app: typed request/reply, $error as RealtimeCli
 test('client with Redis: the server restarted under it (1012) → it reconnects and resumes without gaps or duplicates; sends queue meanwhile', async (t) => {
   const redis = await startRedis(t)
   const port = await freePort()
-  let nodeA = await startApp(t, port, { REDIS_URL: redis.url })
-  const nodeB = await startApp(t, await freePort(), { REDIS_URL: redis.url })
+  let nodeA = await startApp(t, { ...RESTART_ENV, REDIS_URL: redis.url }, { port })
+  const nodeB = await startApp(t, { ...RESTART_ENV, REDIS_URL: redis.url })
   const client = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: FAST })
   t.after(() => client.close())
   const states = track(client)
@@ -104,7 +99,7 @@ test('client with Redis: the server restarted under it (1012) → it reconnects 
   // Sent while node A is down: node B publishes, Redis keeps them.
   for (const text of ['while', 'node A', 'was down']) await speaker.request('say', { room: 'resume', text })
   assert.equal(client.send('say', { room: 'resume', text: 'queued by the client' }), true)
-  nodeA = await startApp(t, port, { REDIS_URL: redis.url })
+  nodeA = await startApp(t, { ...RESTART_ENV, REDIS_URL: redis.url }, { port })
   await eventually(() => received.length === 5, 5_000, 'the replay and the queued message')
   assert.deepEqual(received, ['before', 'while', 'node A', 'was down', 'queued by the client'])
   assert.equal(new Set(offsets).size, offsets.length, 'no duplicates')
@@ -115,13 +110,13 @@ test('client with Redis: the server restarted under it (1012) → it reconnects 
 
 test('client: a memory broker restarted under it loses history → onRecoveryFailed; 1008 stops it for good', async (t) => {
   const port = await freePort()
-  const first = await startApp(t, port)
+  const first = await startApp(t, RESTART_ENV, { port })
   const client = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: FAST })
   t.after(() => client.close())
   const failed: string[] = []
   await client.subscribe('room:lost', () => {}, { onRecoveryFailed: (topic) => failed.push(topic) })
   await first.app.close()
-  const second = await startApp(t, port)
+  const second = await startApp(t, RESTART_ENV, { port })
   await eventually(() => failed.length === 1, 5_000, 'recovery to fail on a new epoch')
   assert.deepEqual(failed, ['room:lost'])
   assert.equal(client.state, 'open')
@@ -136,7 +131,7 @@ test('client: a memory broker restarted under it loses history → onRecoveryFai
 
 test('client: a refused handshake backs off and retries; 4003 fetches new credentials and reconnects', async (t) => {
   const secret = 'a-client-test-secret-that-is-long-enough'
-  const server = await listen(t, await buildApp(loadConfig({ LOG_LEVEL: 'warn', WS_DRAIN_MS: '50', AUTH_SECRET: secret })))
+  const server = await startApp(t, { AUTH_SECRET: secret })
   const sign = createSigner({ key: secret, algorithm: 'HS256' })
   let calls = 0
   const client = new RealtimeClient<ChatRoute>(`${server.wsUrl}/ws`, {
@@ -192,7 +187,7 @@ test('client: a connection that goes silent is detected with $ping and replaced'
 
 test('client: after a restart, 60 subscriptions come back within the message budget; a request that timed out in the queue is never sent', async (t) => {
   const port = await freePort()
-  let server = await startApp(t, port)
+  let server = await startApp(t, RESTART_ENV, { port })
   const client = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: FAST })
   t.after(() => client.close())
   const rooms = Array.from({ length: 60 }, (_, i) => `r${i}`)
@@ -203,7 +198,7 @@ test('client: after a restart, 60 subscriptions come back within the message bud
   await eventually(() => client.state === 'reconnecting', 2_000, 'the client to notice')
   await assert.rejects(client.request('say', { room: 'r0', text: 'too late' }, { timeoutMs: 50 }), (err: RealtimeClientError) => err.code === 'TIMEOUT')
 
-  server = await startApp(t, port)
+  server = await startApp(t, RESTART_ENV, { port })
   await eventually(() => client.state === 'open', 5_000, 'the client to reconnect')
   const speaker = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket })
   t.after(() => speaker.close())

@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
-import { buildApp } from '../../app/app.js'
-import { loadConfig } from '../../app/config.js'
+import { test, type TestContext } from 'node:test'
+import { startApp } from '../helpers/app.js'
 import { TestClient, upgradeStatus } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
-import { eventually, listen, logCollector } from '../helpers/server.js'
+import { eventually, type TestServer } from '../helpers/server.js'
 
-async function startNode (t: Parameters<typeof listen>[0], redisUrl: string, env: NodeJS.ProcessEnv = {}) {
-  const { stream, logs } = logCollector()
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', WS_DRAIN_MS: '50', REDIS_URL: redisUrl, ...env }), stream)
-  const server = await listen(t, app, logs)
-  await eventually(() => app.realtime.broker.healthy, 5_000, 'the node to reach Redis')
+/** A node with its logs kept, once it has reached Redis. */
+async function startNode (t: TestContext, redisUrl: string, env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
+  const server = await startApp(t, { LOG_LEVEL: 'info', REDIS_URL: redisUrl, ...env }, { logs: true })
+  await eventually(() => server.app.realtime.broker.healthy, 5_000, 'the node to reach Redis')
   return server
 }
 
