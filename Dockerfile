@@ -1,14 +1,16 @@
 # The example app's image: `docker compose up` builds it for every replica.
 # Stage 1 installs production dependencies only (the plugin's and the app's, no test tooling);
 # stage 2 runs them as the unprivileged `node` user.
+# Both stages use the exact Node that scripts/install-node.sh pins for the tests, so the suite
+# and test/ops/bundle.test.ts run on the runtime this image ships (that test checks they agree).
 
-FROM node:22-bookworm-slim AS dependencies
+FROM node:24.22.3-bookworm-slim AS dependencies
 WORKDIR /srv
 COPY package.json package-lock.json ./
 COPY app/package.json app/
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
-FROM node:22-bookworm-slim
+FROM node:24.22.3-bookworm-slim
 ENV NODE_ENV=production PORT=3000 HOST=0.0.0.0
 WORKDIR /srv
 COPY --from=dependencies /srv/node_modules node_modules

@@ -12,6 +12,7 @@ import { jwtAuthenticator } from './authenticate.js'
 import { declareChatRoute } from './chat-route.js'
 import type { AppConfig } from './config.js'
 import { loggerOptions, type LogStream } from './logger.js'
+import { readTlsPair, secureContextOptions, serveTls } from './tls.js'
 
 const publicDir = new URL('./public/', import.meta.url)
 /** The example app's version, which its AsyncAPI document carries. */
@@ -19,15 +20,19 @@ const APP_VERSION = (JSON.parse(readFileSync(new URL('./package.json', import.me
 
 /**
  * Builds the example app; `server.ts` listens, tests build it on port 0 (and may pass the stream
- * logs go to, stdout otherwise).
+ * logs go to, stdout otherwise). With `config.tls` it serves HTTPS, and a certificate pair that
+ * cannot be read or does not match throws a `ConfigError`.
  */
 export async function buildApp (config: AppConfig, logStream?: LogStream): Promise<FastifyInstance> {
-  const app = Fastify({
+  const tlsPair = config.tls === undefined ? undefined : await readTlsPair(config.tls)
+  const app: FastifyInstance = Fastify({
     trustProxy: config.trustProxy,
-    logger: loggerOptions(config, logStream)
+    logger: loggerOptions(config, logStream),
+    ...(tlsPair === undefined ? {} : { https: secureContextOptions(tlsPair) })
   })
   // Registered first, so the plugin's ws_* metrics join its registry and its /metrics.
   await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
+  app.decorate('certificates', tlsPair === undefined ? null : serveTls(app, tlsPair))
   const broker = config.redisUrl === undefined
     ? new MemoryBroker({ historySize: config.historySize })
     : await useRedis(app, config.redisUrl, config.historySize, config.upgradeRateLimit)

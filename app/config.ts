@@ -1,4 +1,4 @@
-/** The example app's settings, all from environment variables (listed in the README). */
+/** The example app's settings, all from environment variables (listed in docs/example-app.md). */
 export interface AppConfig {
   port: number
   host: string
@@ -31,6 +31,20 @@ export interface AppConfig {
   redisUrl: string | undefined
   /** Entries each topic keeps for clients that resume. */
   historySize: number | undefined
+  /** Set, the app serves https:// and wss:// (`app/tls.ts`); unset, plain http:// and ws://. */
+  tls: TlsConfig | undefined
+}
+
+/** Where the served certificate comes from; the files are read at start and on SIGHUP. */
+export interface TlsConfig {
+  /** PEM: the server certificate, optionally followed by its intermediates. */
+  certFile: string
+  /** PEM: the certificate's private key, unencrypted. */
+  keyFile: string
+  /** PEM: intermediates sent after the certificate, for a certificate file that lacks them. */
+  caFile: string | undefined
+  /** `Strict-Transport-Security: max-age=` on HTTP responses; 0 tells browsers to forget it. */
+  hstsMaxAgeSeconds: number
 }
 
 /** Shared with `otel.ts`, so that a trace and its log lines name the same service. */
@@ -72,8 +86,25 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     environment: nonEmpty(env.DEPLOYMENT_ENV) ?? 'development',
     lokiUrl: httpUrl(env, 'LOKI_URL'),
     redisUrl: redisUrl(env.REDIS_URL),
-    historySize: integer(env, 'BROKER_HISTORY_SIZE', 1)
+    historySize: integer(env, 'BROKER_HISTORY_SIZE', 1),
+    tls: tlsConfig(env)
   }
+}
+
+/** Both files or neither: one alone is a half-done setup, not a reason to serve plain HTTP. */
+function tlsConfig (env: NodeJS.ProcessEnv): TlsConfig | undefined {
+  const certFile = nonEmpty(env.TLS_CERT_FILE)
+  const keyFile = nonEmpty(env.TLS_KEY_FILE)
+  const caFile = nonEmpty(env.TLS_CA_FILE)
+  if (certFile === undefined && keyFile === undefined) {
+    if (caFile !== undefined) throw new ConfigError('TLS_CA_FILE is set without TLS_CERT_FILE and TLS_KEY_FILE')
+    return undefined
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError(`TLS_CERT_FILE and TLS_KEY_FILE go together, only ${certFile === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is set`)
+  }
+  // A year, as OWASP advises; without includeSubDomains, which would bind hosts this app does not serve.
+  return { certFile, keyFile, caFile, hstsMaxAgeSeconds: integer(env, 'TLS_HSTS_MAX_AGE_SECONDS', 0) ?? 31_536_000 }
 }
 
 function integer (env: NodeJS.ProcessEnv, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {

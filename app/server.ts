@@ -3,16 +3,24 @@ import { ConfigError, loadConfig } from './config.js'
 import { shutdownTelemetry } from './otel.js'
 
 let config
+let app
 try {
   config = loadConfig(process.env)
+  // Building reads the certificate files: one missing or mismatched is a configuration error too.
+  app = await buildApp(config)
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err
   console.error(`configuration error: ${err.message}`)
   process.exit(1)
 }
 
-const app = await buildApp(config)
 await app.listen({ port: config.port, host: config.host })
+
+// SIGHUP rereads the certificate files, as it reloads nginx and HAProxy; without TLS it keeps
+// its default (the process ends), since there is nothing to reload. A refused pair is logged
+// and counted by reload() itself.
+const certificates = app.certificates
+if (certificates !== null) process.on('SIGHUP', () => { certificates.reload().catch(() => {}) })
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { parseDuration, parseDurationRange } from './duration.js'
@@ -18,6 +19,8 @@ export interface Options {
   thresholds: Threshold[]
   progress: boolean
   insecure: boolean
+  /** PEM text of the CA certificates wss:// servers must chain to (instead of the system's); undefined: the system's. */
+  ca: string | undefined
   connections: number
   pipeline: number
   /** Messages (echo, soak) or publishes (fanout) per second across all connections; undefined: closed loop. */
@@ -67,6 +70,7 @@ const FLAGS: readonly Flag[] = [
   { name: 'threshold', value: 'expr', multiple: true, help: 'pass/fail criterion like p99<50ms, errors<1%, rate>1000; repeatable; a failed one exits 1' },
   { name: 'no-progress', help: 'no live progress line (it is only shown on a terminal anyway)' },
   { name: 'insecure', help: 'accept any TLS certificate for wss://' },
+  { name: 'ca', value: 'file', help: 'trust the CA certificates in this PEM file for wss://, instead of the system\'s (a private or development CA)' },
   { name: 'connections', value: 'n', scenarios: ['connect', 'echo', 'churn', 'soak'], help: 'connections (connect: target; churn: virtual users); default connect 100, echo 10, churn 50, soak 10' },
   { name: 'pipeline', value: 'n', scenarios: ECHO_LIKE, help: 'messages in flight per connection, closed loop (echo default 1); exclusive with --rate' },
   { name: 'rate', value: 'n', scenarios: ['echo', 'fanout', 'soak'], help: 'messages per second in total (echo, soak; soak default 100) or publishes per second (fanout, default 10)' },
@@ -159,6 +163,7 @@ export function parseOptions (argv: readonly string[]): Options | undefined {
     thresholds: list('threshold').map((expression) => wrap(() => parseThreshold(expression, scenario))),
     progress: values['no-progress'] !== true,
     insecure: values.insecure === true,
+    ca: text('ca') === undefined ? undefined : caFile(text('ca') as string),
     connections: number(text('connections'), 'connections', { integer: true, positive: true }) ?? defaultConnections,
     pipeline: pipeline ?? 1,
     rate,
@@ -175,6 +180,8 @@ export function parseOptions (argv: readonly string[]): Options | undefined {
     intervalMs: duration('interval', 60_000),
     metricsUrl: text('metrics-url') === undefined ? undefined : url(text('metrics-url') as string, ['http:', 'https:'], 'metrics-url')
   }
+  if (options.ca !== undefined && options.insecure) throw new UsageError('--ca and --insecure exclude each other: --insecure accepts any certificate')
+  if (options.ca !== undefined && new URL(options.url).protocol !== 'wss:') throw new UsageError(`--ca applies to wss:// URLs only, got "${options.url}"`)
   if (options.durationMs <= 0) throw new UsageError('--duration must be above 0')
   if (options.timeoutMs <= 0) throw new UsageError('--timeout must be above 0')
   if (options.intervalMs < 1_000) throw new UsageError('--interval must be at least 1s: intervals are made of one-second samples')
@@ -204,6 +211,18 @@ function url (raw: string, protocols: string[], name: string): string {
     throw new UsageError(`--${name} must be a ${protocols.map((protocol) => protocol + '//').join(' or ')} URL, got "${raw}"`)
   }
   return raw
+}
+
+/** Read here rather than in each worker, so a missing or wrong file is a usage error before any connection. */
+function caFile (path: string): string {
+  let pem
+  try {
+    pem = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new UsageError(`--ca: cannot read ${path}: ${(err as Error).message}`)
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca must be a PEM file of certificates, ${path} holds none`)
+  return pem
 }
 
 function headers (raw: string[], token: string | undefined): Record<string, string> {

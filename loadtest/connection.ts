@@ -11,6 +11,8 @@ export interface Target {
   headers: Record<string, string>
   timeoutMs: number
   insecure: boolean
+  /** PEM CA certificates for wss://, replacing the system's; undefined: the system's. */
+  ca: string | undefined
 }
 
 /** A server frame, parsed. */
@@ -123,7 +125,8 @@ export async function connect (target: Target, recorder: Recorder): Promise<Real
     headers: target.headers,
     handshakeTimeout: target.timeoutMs,
     perMessageDeflate: false,
-    rejectUnauthorized: !target.insecure
+    rejectUnauthorized: !target.insecure,
+    ca: target.ca
   })
   try {
     const welcome = await untilWelcome(socket, target.timeoutMs)

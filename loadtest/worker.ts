@@ -22,7 +22,7 @@ let welcomeReported = false
 
 const scenario = SCENARIO_FACTORIES[setup.options.scenario]({
   options: setup.options,
-  target: { url: setup.options.url, headers: setup.options.headers, timeoutMs: setup.options.timeoutMs, insecure: setup.options.insecure },
+  target: { url: setup.options.url, headers: setup.options.headers, timeoutMs: setup.options.timeoutMs, insecure: setup.options.insecure, ca: setup.options.ca },
   recorder,
   index: setup.index,
   count: setup.count,
