@@ -1,42 +1,21 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { test } from 'node:test'
-import { chromium, type Page } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { RealtimeClient } from '../../plugin/client/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
 import { startApp } from '../helpers/app.js'
+import { launchChromium, openDemo } from '../helpers/browser.js'
 import { freePort, startRedis } from '../helpers/redis.js'
 
-/** Debian's Chromium, installed by scripts/install-system-deps.sh; never a downloaded build. */
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']
-
 test('demo page in a real Chromium: two pages chat over /ws, the server restarts, both reconnect and get what was sent meanwhile', async (t) => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-system-deps.sh as root`)
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
-  // After-hooks run in the order registered: the pages are gone before the server drains.
-  t.after(() => browser.close())
+  const browser = await launchChromium(t)
   const redis = await startRedis(t)
   const port = await freePort()
   const env = { WS_DRAIN_MS: '200', REDIS_URL: redis.url }
   const server = await startApp(t, env, { port })
 
-  async function openDemo (): Promise<Page> {
-    const page = await browser.newPage()
-    const errors: string[] = []
-    page.on('pageerror', (err) => errors.push(err.message))
-    t.after(() => assert.deepEqual(errors, [], 'the page threw'))
-    await page.goto(`${server.httpUrl}/`)
-    await page.locator('#state[data-state="open"]').waitFor({ timeout: 10_000 })
-    await page.locator('#join button').click()
-    await page.locator('#joined', { hasText: 'In room lobby' }).waitFor({ timeout: 5_000 })
-    return page
-  }
-
-  const alice = await openDemo()
-  const bob = await openDemo()
+  const alice = await openDemo(t, browser, `${server.httpUrl}/`)
+  const bob = await openDemo(t, browser, `${server.httpUrl}/`)
   assert.equal(server.app.realtime.connectionCount, 2)
 
   await alice.fill('#text', 'hello from alice')

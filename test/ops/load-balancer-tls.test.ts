@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -11,7 +10,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { chromium, type Page } from 'playwright-core'
 import { WebSocket, type ClientOptions } from 'ws'
 import { buildApp } from '../../app/app.js'
 import type { ChatRoute } from '../../app/chat-route.js'
@@ -22,6 +20,7 @@ import { TestClient, upgradeStatus } from '../helpers/client.js'
 import { nginxPrefix, renderNginxTemplate, runProgram } from '../helpers/load-balancer.js'
 import { LOADED_APP_ENV, readReport, runCli, tempDir } from '../helpers/loadtest-cli.js'
 import { freePort, startRedis } from '../helpers/redis.js'
+import { launchChromium, openDemo } from '../helpers/browser.js'
 import { eventually, within } from '../helpers/server.js'
 
 const run = promisify(execFile)
@@ -31,10 +30,6 @@ const run = promisify(execFile)
  * the nodes come from: a node that reports this address got it from X-Forwarded-For.
  */
 const CLIENT_ADDRESS = '127.0.0.2'
-/** Debian's Chromium, installed by scripts/install-system-deps.sh; never a downloaded build. */
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 /** What scripts/dev-certs.sh wrote, as the balancers and clients take it. */
 interface DevCerts {
@@ -342,29 +337,15 @@ test('NGINX (deploy/nginx/realtime-tls.conf.template): nginx -t accepts it, a ws
 })
 
 test('Chromium loads the demo over https:// through HAProxy, trusting only the test key, and two pages chat over wss://', async (t) => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-system-deps.sh as root`)
   const certs = await devCerts(t)
   // Chromium trusts this one key (the SHA-256 of its SubjectPublicKeyInfo), no other certificate error.
   const { stdout } = await run('sh', ['-c', 'openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64', 'spki', certs.chain])
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, `--ignore-certificate-errors-spki-list=${stdout.trim()}`] })
-  // After-hooks run in the order registered: the pages are gone before the node drains.
-  t.after(() => browser.close())
+  const browser = await launchChromium(t, [`--ignore-certificate-errors-spki-list=${stdout.trim()}`])
   const node = await startNode(t, {})
   const lb = await startHaproxy(t, certs, [node.address])
 
-  async function openDemo (): Promise<Page> {
-    const page = await browser.newPage()
-    const errors: string[] = []
-    page.on('pageerror', (err) => errors.push(err.message))
-    t.after(() => assert.deepEqual(errors, [], 'the page threw'))
-    await page.goto(`https://127.0.0.1:${lb.tlsPort}/`)
-    await page.locator('#state[data-state="open"]').waitFor({ timeout: 10_000 })
-    await page.locator('#join button').click()
-    await page.locator('#joined', { hasText: 'In room lobby' }).waitFor({ timeout: 5_000 })
-    return page
-  }
-  const alice = await openDemo()
-  const bob = await openDemo()
+  const alice = await openDemo(t, browser, `https://127.0.0.1:${lb.tlsPort}/`)
+  const bob = await openDemo(t, browser, `https://127.0.0.1:${lb.tlsPort}/`)
   assert.equal(new URL(alice.url()).protocol, 'https:', 'no redirect or interstitial on the way')
   await alice.fill('#text', 'hello over wss')
   await alice.locator('#say button').click()

@@ -1,40 +1,17 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { startApp } from '../helpers/app.js'
 import { TestClient, upgradeStatus } from '../helpers/client.js'
-import { runProgram, waitForHttp } from '../helpers/load-balancer.js'
+import { nginxPrefix, renderNginxTemplate, runProgram, waitForHttp } from '../helpers/load-balancer.js'
 import { freePort } from '../helpers/redis.js'
 
 const run = promisify(execFile)
 
 /** The template with the variables the official image's envsubst would fill in. */
 async function renderNginx (variables: Record<string, string>): Promise<string> {
-  const template = await readFile(new URL('../../deploy/nginx/realtime.conf.template', import.meta.url), 'utf8')
-  return template.replace(/\$\{(\w+)\}/g, (whole, name: string) => variables[name] ?? whole)
-}
-
-/** A main configuration around the snippet, as /etc/nginx/nginx.conf includes conf.d. */
-async function nginxPrefix (t: Pick<TestContext, 'after'>, snippet: string): Promise<string> {
-  const prefix = await mkdtemp(join(tmpdir(), 'realtime-nginx-'))
-  t.after(async () => await rm(prefix, { recursive: true, force: true }))
-  await writeFile(join(prefix, 'realtime.conf'), snippet)
-  await writeFile(join(prefix, 'nginx.conf'), [
-    'pid nginx.pid;',
-    'error_log stderr warn;',
-    'events { worker_connections 1024; }',
-    'http {',
-    '  access_log off;',
-    '  client_body_temp_path tmp-body; proxy_temp_path tmp-proxy; fastcgi_temp_path tmp-fastcgi;',
-    '  uwsgi_temp_path tmp-uwsgi; scgi_temp_path tmp-scgi;',
-    '  include realtime.conf;',
-    '}'
-  ].join('\n'))
-  return prefix
+  return await renderNginxTemplate(new URL('../../deploy/nginx/realtime.conf.template', import.meta.url), variables)
 }
 
 test('haproxy -c accepts deploy/haproxy.cfg', async () => {
