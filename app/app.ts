@@ -51,6 +51,7 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
     addressMessagesPerSecond: config.addressMessagesPerSecond,
     allowedOrigins: config.allowedOrigins,
     drainMs: config.drainMs,
+    traceSampleRatio: config.traceSampleRatio,
     authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret),
     asyncapi: { info: { title: 'fastify-realtime chat example', version: APP_VERSION } }
   })

@@ -23,6 +23,8 @@ export interface AppConfig {
   drainMs: number | undefined
   /** Names the service in traces (`OTEL_SERVICE_NAME`) and the `service` label of logs in Loki. */
   serviceName: string
+  /** The plugin's `traceSampleRatio`, from the OTel sampler's variables (`traceSampleRatio`). */
+  traceSampleRatio: number
   /** The `env` label of logs in Loki. */
   environment: string
   /** Loki's base URL; when set, logs are also pushed there. */
@@ -83,12 +85,31 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     allowedOrigins: origins(env.WS_ALLOWED_ORIGINS),
     drainMs: integer(env, 'WS_DRAIN_MS', 0),
     serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME,
+    traceSampleRatio: traceSampleRatio(env),
     environment: nonEmpty(env.DEPLOYMENT_ENV) ?? 'development',
     lokiUrl: httpUrl(env, 'LOKI_URL'),
     redisUrl: redisUrl(env.REDIS_URL),
     historySize: integer(env, 'BROKER_HISTORY_SIZE', 1),
     tls: tlsConfig(env)
   }
+}
+
+/** Where traces go over OTLP; unset, `otel.ts` starts no SDK. */
+export function tracesEndpoint (env: NodeJS.ProcessEnv): string | undefined {
+  return nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT)
+}
+
+/**
+ * The ratio `OTEL_TRACES_SAMPLER=traceidratio` or `parentbased_traceidratio` asks for, which the
+ * plugin applies to messages itself (and `otel.ts` tells the SDK to keep what it sampled); 1
+ * for every other sampler, and when no SDK runs. Read as the SDK reads it: a blank or
+ * out-of-range argument means 1.
+ */
+export function traceSampleRatio (env: NodeJS.ProcessEnv): number {
+  if (tracesEndpoint(env) === undefined || env.OTEL_SDK_DISABLED === 'true') return 1
+  if (env.OTEL_TRACES_SAMPLER !== 'traceidratio' && env.OTEL_TRACES_SAMPLER !== 'parentbased_traceidratio') return 1
+  const ratio = Number(nonEmpty(env.OTEL_TRACES_SAMPLER_ARG) ?? 'NaN')
+  return ratio >= 0 && ratio <= 1 ? ratio : 1
 }
 
 /** Both files or neither: one alone is a half-done setup, not a reason to serve plain HTTP. */

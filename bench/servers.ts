@@ -16,7 +16,7 @@ import { Compile } from 'typebox/compile'
 import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { buildApp } from '../app/app.js'
 import { declareChatRoute } from '../app/chat-route.js'
-import { loadConfig } from '../app/config.js'
+import { loadConfig, traceSampleRatio } from '../app/config.js'
 import realtime from '../plugin/index.js'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
 import { isPublish, isSubscribe } from './wire.js'
@@ -145,7 +145,7 @@ async function socketIoServer (): Promise<Listening> {
 async function chatServer (withMetrics: boolean): Promise<Listening> {
   const app = Fastify()
   if (withMetrics) await app.register(fastifyMetrics.default, { endpoint: '/metrics', clearRegisterOnInit: true })
-  await app.register(realtime, { metrics: withMetrics ? undefined : false, messagesPerSecond: 100_000_000 })
+  await app.register(realtime, { metrics: withMetrics ? undefined : false, messagesPerSecond: 100_000_000, traceSampleRatio: traceSampleRatio(process.env) })
   declareChatRoute(app)
   return await listenFastify(app)
 }

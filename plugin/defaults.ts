@@ -50,6 +50,8 @@ export const DEFAULTS = Object.freeze({
   incompleteMessageTimeoutMs: 10_000,
   /** Pongs a peer may leave unread before it is terminated as a ping flood (ws's own default). */
   maxPendingPongs: 60,
+  /** Messages without a `traceparent` that start a span: all, for the SDK's sampler to decide. */
+  traceSampleRatio: 1,
   /** Deepest JSON nesting accepted in a frame, checked before anything recurses into it. */
   maxNestingDepth: 32,
   /** Topics one connection may hold at once. */

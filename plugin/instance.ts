@@ -57,6 +57,7 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
     metrics,
     dispatch: {
       maxNestingDepth: options.maxNestingDepth,
+      traceSampleRatio: options.traceSampleRatio,
       commands: new Map([...createTopicCommands(hub, options.maxSubscriptionsPerConnection), ['$ping', createPingCommand()]]),
       publish
     },

@@ -60,6 +60,13 @@ export interface RealtimeOptions {
   perMessageDeflate?: boolean
   /** Serve `/health/live` and `/health/ready` (default true). */
   healthRoutes?: boolean
+  /**
+   * The share of messages without a `traceparent` that start a span (0–1). Below 1 the plugin
+   * samples these roots itself, cheaply, and gives the SDK only those it keeps: put
+   * `realtimeSampler` in front of the SDK's sampler so that it keeps them. Messages with a
+   * `traceparent` always start one, for the SDK's sampler to decide.
+   */
+  traceSampleRatio?: number
   /** Where `ws_*` metrics go, or `false` for none (default: fastify-metrics' registry, else a new one). */
   metrics?: MetricsOptions | false
   /**
@@ -90,6 +97,7 @@ export interface ResolvedOptions {
   incompleteMessageTimeoutMs: number
   maxSubscriptionsPerConnection: number
   perMessageDeflate: boolean
+  traceSampleRatio: number
   healthRoutes: boolean
   asyncapi: AsyncApiOptions | false
 }
@@ -121,6 +129,7 @@ export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
     incompleteMessageTimeoutMs: integer('incompleteMessageTimeoutMs', 0),
     maxSubscriptionsPerConnection: integer('maxSubscriptionsPerConnection', 0),
     perMessageDeflate: booleanOption('perMessageDeflate', options.perMessageDeflate ?? false),
+    traceSampleRatio: ratioOption('traceSampleRatio', options.traceSampleRatio ?? DEFAULTS.traceSampleRatio),
     healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true),
     asyncapi: asyncApiOption(options.asyncapi)
   }
@@ -136,6 +145,13 @@ function integerOption (name: string, value: unknown, min: number): number {
 export function numberOption (name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new FRT_ERR_INVALID_OPTION(name, `expected a number >= 0, got ${String(value)}`)
+  }
+  return value
+}
+
+function ratioOption (name: string, value: unknown): number {
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new FRT_ERR_INVALID_OPTION(name, `expected a number from 0 to 1, got ${String(value)}`)
   }
   return value
 }

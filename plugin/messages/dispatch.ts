@@ -10,6 +10,8 @@ import { refuse, UNKNOWN_TYPE_LABEL, withinBudget } from './refusal.js'
 /** What the pipeline needs beyond the connection: plugin-wide limits and publishing. */
 export interface DispatchEnvironment {
   maxNestingDepth: number
+  /** `traceSampleRatio`: the share of messages without a `traceparent` that start a span. */
+  traceSampleRatio: number
   /** Protocol commands (`$subscribe`, `$unsubscribe`, `$ping`), looked up after the route's own types. */
   commands: Map<string, CompiledMessage>
   publish: Publish
@@ -52,7 +54,7 @@ export function handleFrame (env: DispatchEnvironment, connection: Connection, r
       size: raw.length,
       traceparent: envelope.traceparent,
       connectionSpan: connection.upgradeSpan
-    })
+    }, env.traceSampleRatio)
     const context = new HandlerContext(env, connection, envelope, message, label, receivedAt, span)
     // With the span active, every line logged about this message carries its trace id.
     withSpan(span, runPipeline, context)

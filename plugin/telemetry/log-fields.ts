@@ -1,4 +1,5 @@
 import { context, trace } from '@opentelemetry/api'
+import { isUntracedContext } from './tracing.js'
 
 /** Trace ids as log fields, named as OpenTelemetry's log data model and Grafana's derived fields expect. */
 export interface TraceLogFields {
@@ -16,7 +17,7 @@ export interface TraceLogFields {
 export function traceLogFields (): TraceLogFields {
   const spanContext = trace.getSpanContext(context.active())
   // A new object every time: pino merges the line's fields into what the mixin returns.
-  if (spanContext === undefined || !trace.isSpanContextValid(spanContext)) return {}
+  if (spanContext === undefined || !trace.isSpanContextValid(spanContext) || isUntracedContext(spanContext)) return {}
   return {
     trace_id: spanContext.traceId,
     span_id: spanContext.spanId,

@@ -1,4 +1,4 @@
-import { context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
+import { context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api'
 import { TRACEPARENT } from '../protocol/frames.js'
 
 /*
@@ -15,6 +15,8 @@ export const SpanAttribute = Object.freeze({
   MESSAGE_ID: 'ws.message.id',
   MESSAGE_SIZE: 'ws.message.size',
   ERROR_CODE: 'ws.error.code',
+  /** On a message span the plugin sampled itself: the ratio it sampled at (`traceSampleRatio`). */
+  SAMPLE_RATIO: 'ws.trace.sample_ratio',
   MESSAGING_SYSTEM: 'messaging.system',
   DESTINATION: 'messaging.destination.name',
   OPERATION: 'messaging.operation.type'
@@ -37,8 +39,10 @@ export function contextFromTraceparent (traceparent: string | undefined): Contex
 
 /** The W3C `traceparent` of a span, to carry across the broker. */
 export function traceparentOf (span: Span): string | undefined {
-  const { traceId, spanId, traceFlags } = span.spanContext()
-  if (!trace.isSpanContextValid(span.spanContext())) return undefined
+  const spanContext = span.spanContext()
+  // An untraced message's publishes carry nothing: no node starts a delivery span for them.
+  if (!trace.isSpanContextValid(spanContext) || isUntracedContext(spanContext)) return undefined
+  const { traceId, spanId, traceFlags } = spanContext
   return `00-${traceId}-${spanId}-${(traceFlags & TraceFlags.SAMPLED) === 1 ? '01' : '00'}`
 }
 
@@ -86,14 +90,39 @@ export interface MessageSpanFields {
 }
 
 /**
- * `ws {type}`: a child of the client's `traceparent` when it sent one, else a new trace linked
- * to the connection's upgrade span.
+ * The active span of a message the plugin chose not to trace. Its context is valid and not
+ * sampled, so that a parent-based sampler leaves what the handler starts untraced too; its ids
+ * are the same for every such message, so logs do not carry them (`isUntracedContext`).
  */
-export function startMessageSpan (fields: MessageSpanFields): Span {
+const UNTRACED_SPAN = trace.wrapSpanContext({ traceId: '00000000000000000000000000000001', spanId: '0000000000000001', traceFlags: TraceFlags.NONE })
+const UNTRACED_TRACE_ID = UNTRACED_SPAN.spanContext().traceId
+
+/** True for the context of a message the plugin did not trace, and of whatever ran under it. */
+export function isUntracedContext (spanContext: SpanContext): boolean {
+  return spanContext.traceId === UNTRACED_TRACE_ID
+}
+
+const SERVER_SPAN = { kind: SpanKind.SERVER } as const
+
+/**
+ * `ws {type}`: a child of the client's `traceparent` when it sent one, which the SDK's sampler
+ * decides on. Without one, a new trace linked to the connection's upgrade span, for one message
+ * in `1 / sampleRatio`: asking the SDK about every message costs more than the message (ids,
+ * the sampler, a span object each), so below 1 the plugin samples roots itself and marks those
+ * it keeps for `realtimeSampler`.
+ */
+export function startMessageSpan (fields: MessageSpanFields, sampleRatio: number): Span {
   const parent = contextFromTraceparent(fields.traceparent)
-  const links: Link[] | undefined = parent === undefined && fields.connectionSpan !== undefined ? [{ context: fields.connectionSpan }] : undefined
-  const span = tracer.startSpan(`ws ${fields.type}`, { kind: SpanKind.SERVER, links }, parent ?? ROOT_CONTEXT)
-  // Attributes only for spans that are kept: with no SDK, or sampled out, a message pays nothing.
+  if (parent !== undefined) return recordAttributes(tracer.startSpan(`ws ${fields.type}`, SERVER_SPAN, parent), fields)
+  if (sampleRatio < 1 && Math.random() >= sampleRatio) return UNTRACED_SPAN
+  const attributes: Attributes | undefined = sampleRatio < 1 ? { [SpanAttribute.SAMPLE_RATIO]: sampleRatio } : undefined
+  const span = tracer.startSpan(`ws ${fields.type}`, { kind: SpanKind.SERVER, attributes }, ROOT_CONTEXT)
+  // Links and attributes only for spans that are kept: sampled out, a message pays nothing more.
+  if (span.isRecording() && fields.connectionSpan !== undefined) span.addLink({ context: fields.connectionSpan })
+  return recordAttributes(span, fields)
+}
+
+function recordAttributes (span: Span, fields: MessageSpanFields): Span {
   if (span.isRecording()) {
     span.setAttributes({
       [SpanAttribute.ROUTE]: fields.route,
@@ -119,12 +148,10 @@ export function endSpanWithError (span: Span, code: string): void {
  * runs once per message.
  */
 export function withSpan<A extends unknown[], T> (span: Span, fn: (...args: A) => T, ...args: A): T {
-  // A span with no valid context (no SDK) has nothing to propagate; a sampled-out one does, so
-  // that its children are sampled out too.
-  const spanContext = span.spanContext()
-  // The identity check spares the common case (no SDK) the validity check's two regexes.
-  if (spanContext === INVALID_SPAN_CONTEXT || !trace.isSpanContextValid(spanContext)) return fn(...args)
-  return context.with(trace.setSpan(context.active(), span), fn, undefined, ...args)
+  // With no SDK a span has no context to propagate; any other span does, sampled or not, so
+  // that its children are sampled out with it. What the SDK or the plugin made is valid.
+  if (span.spanContext() === INVALID_SPAN_CONTEXT) return fn(...args)
+  return context.with(trace.setSpan(ROOT_CONTEXT, span), fn, undefined, ...args)
 }
 
 /** `publish {event}`: a PRODUCER span under whatever is active (a handler's message span). */

@@ -39,6 +39,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     lokiUrl: undefined,
     redisUrl: undefined,
     historySize: undefined,
+    traceSampleRatio: 1,
     ...unset
   })
   assert.deepEqual(
@@ -48,6 +49,14 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
   assert.throws(() => loadConfig({ LOKI_URL: 'loki:3100' }), /LOKI_URL must be an http\(s\) URL/)
   assert.equal(loadConfig({ REDIS_URL: 'redis://redis:6379/0' }).redisUrl, 'redis://redis:6379/0')
   assert.equal(loadConfig({ BROKER_HISTORY_SIZE: '5000' }).historySize, 5000)
+  // The plugin samples messages at the ratio the SDK is told, only when an SDK runs.
+  const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' }
+  assert.equal(loadConfig(otlp).traceSampleRatio, 0.01)
+  assert.equal(loadConfig({ ...otlp, OTEL_TRACES_SAMPLER: 'traceidratio' }).traceSampleRatio, 0.01)
+  assert.equal(loadConfig({ ...otlp, OTEL_TRACES_SAMPLER: 'parentbased_always_on' }).traceSampleRatio, 1)
+  assert.equal(loadConfig({ ...otlp, OTEL_TRACES_SAMPLER_ARG: '2' }).traceSampleRatio, 1, 'out of range: 1, as the SDK reads it')
+  assert.equal(loadConfig({ ...otlp, OTEL_EXPORTER_OTLP_ENDPOINT: '' }).traceSampleRatio, 1, 'no SDK, nothing to sample for')
+  assert.equal(loadConfig({ ...otlp, OTEL_SDK_DISABLED: 'true' }).traceSampleRatio, 1)
   assert.throws(() => loadConfig({ BROKER_HISTORY_SIZE: '0' }), /BROKER_HISTORY_SIZE/)
   assert.throws(() => loadConfig({ REDIS_URL: 'http://redis' }), /REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/)
   const config = loadConfig({
@@ -94,6 +103,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     lokiUrl: undefined,
     redisUrl: undefined,
     historySize: undefined,
+    traceSampleRatio: 1,
     tls: undefined
   })
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)

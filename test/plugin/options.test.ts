@@ -24,7 +24,9 @@ test('bad plugin options are refused at register time with a message naming the 
     [{ maxFragments: 0 }, /maxFragments is invalid: expected an integer >= 1, got 0/],
     [{ incompleteMessageTimeoutMs: -1 }, /incompleteMessageTimeoutMs/],
     [{ identityMessagesPerSecond: -1 }, /identityMessagesPerSecond/],
-    [{ addressMessagesPerSecond: Number.POSITIVE_INFINITY }, /addressMessagesPerSecond/]
+    [{ addressMessagesPerSecond: Number.POSITIVE_INFINITY }, /addressMessagesPerSecond/],
+    [{ traceSampleRatio: 1.5 }, /traceSampleRatio is invalid: expected a number from 0 to 1, got 1.5/],
+    [{ traceSampleRatio: Number.NaN }, /traceSampleRatio/]
   ]
   for (const [options, message] of bad) {
     const app = Fastify()
