@@ -7,6 +7,7 @@ import { releaseSlot } from './connection/slots.js'
 import { FRT_ERR_DUPLICATE_MESSAGE, FRT_ERR_INVALID_OPTION, FRT_ERR_ROUTE_READY } from './errors.js'
 import type { RealtimeInstance, ServedRoute } from './instance.js'
 import { assertName, compileEvents, compileMessage, type CompiledRoute } from './messages/compile.js'
+import { corkForTurn } from './connection/turn-cork.js'
 import { numberOption } from './options.js'
 import type { EventSchemas, MessageHandler, MessageSchemas, RealtimeRouteOptions } from './types.js'
 import { admitUpgrade, closeRefusedUpgrade, recordUpgradeRateLimited, verifyUpgrade } from './upgrade/guards.js'
@@ -110,10 +111,7 @@ export function declareRoute<E extends EventSchemas> (
 function corkHandshake (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   // Requests made by `injectWS` have no TCP socket to cork.
   const socket = request.raw.socket as Socket | undefined
-  if (request.ws && typeof socket?.cork === 'function') {
-    socket.cork()
-    process.nextTick(() => socket.uncork())
-  }
+  if (request.ws && typeof socket?.cork === 'function') corkForTurn(socket)
   done()
 }
 

@@ -8,6 +8,7 @@ import type { ClientBudget } from '../messages/client-budgets.js'
 import { DEFAULTS } from '../defaults.js'
 import { FRT_ERR_UNKNOWN_EVENT } from '../errors.js'
 import { compactFragments, fragmentReceiverOf, type FragmentReceiver } from './fragment-guard.js'
+import { corkForTurn } from './turn-cork.js'
 import { MessageBudget } from '../messages/budget.js'
 import { CloseCode, closeCodeEntry } from '../protocol/codes.js'
 import { errorFrame, eventFrame, replyFrame, type MessageId, type RealtimeErrorOptions } from '../protocol/frames.js'
@@ -75,7 +76,6 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   #pendingPongs = 0
   #inflight = 0
   #idleWaiters: Array<() => void> = []
-  #corked = false
   #closing = false
   #sentClose: { code: number, reason: string } | undefined
 
@@ -160,7 +160,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
    * ws buffers without limit, and one client that stops reading would grow the server unbounded.
    */
   write (payload: string | Buffer, type: string): void {
-    if (!this.#writable(true)) return
+    if (!this.#writable()) return
     if (this.#framedStream === undefined) {
       this.#socket.send(payload, TEXT_FRAME)
       this.served.metrics.frameSent(type, typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length)
@@ -180,25 +180,19 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
       this.write(text.payload, type)
       return
     }
-    // One write per member is already one system call: corking would only add a tick's work.
-    if (!this.#writable(false)) return
+    if (!this.#writable()) return
     this.#framedStream.write(text.frame)
     this.served.metrics.frameSent(type, text.payload.length)
   }
 
-  /** Open and within its buffer limit; with `cork`, corked for the rest of this tick. */
-  #writable (cork: boolean): boolean {
+  /** Open and within its buffer limit; then corked for the rest of this turn (see turn-cork.ts). */
+  #writable (): boolean {
     if (this.#socket.readyState !== OPEN) return false
     if (this.#socket.bufferedAmount > this.#limits.maxBufferedBytes) {
       this.#closeSlowConsumer()
       return false
     }
-    // Outside a read (an async handler's reply, a push): corked for the rest of the tick.
-    if (cork && !this.#corked && this.#stream !== undefined && this.#stream.writableCorked === 0) {
-      this.#corked = true
-      this.#stream.cork()
-      process.nextTick(uncork, this)
-    }
+    if (this.#stream !== undefined) corkForTurn(this.#stream)
     return true
   }
 
@@ -255,11 +249,6 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
 
   ping (): void {
     if (this.#socket.readyState === OPEN) this.#socket.ping()
-  }
-
-  uncork (): void {
-    this.#corked = false
-    this.#stream?.uncork()
   }
 
   /**
@@ -333,10 +322,6 @@ function corkForRead (this: Socket): void {
 function afterRead (this: ConnectionStream): void {
   this.uncork()
   this[kConnection]?.afterRead()
-}
-
-function uncork (connection: Connection): void {
-  connection.uncork()
 }
 
 export function truncateUtf8 (text: string, maxBytes: number): string {

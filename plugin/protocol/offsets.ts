@@ -13,3 +13,18 @@ export function compareOffsets (a: string, b: string): number {
   const msDiff = Number(a.slice(0, dashA)) - Number(b.slice(0, dashB))
   return msDiff !== 0 ? msDiff : Number(a.slice(dashA + 1)) - Number(b.slice(dashB + 1))
 }
+
+/**
+ * Whether `offset` comes after each offset asked about. The subscribers of a topic are nearly
+ * all at the same offset, so once one is found older, asking about it again is one string
+ * comparison instead of four numbers parsed.
+ */
+export function comesAfter (offset: string): (other: string) => boolean {
+  let older: string | undefined
+  return (other) => {
+    if (other === older) return true
+    if (compareOffsets(offset, other) <= 0) return false
+    older = other
+    return true
+  }
+}

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Broker, TopicEntry, TopicListener } from '../broker/broker.js'
-import { compareOffsets } from '../protocol/offsets.js'
+import { comesAfter, compareOffsets } from '../protocol/offsets.js'
 import type { Connection } from '../connection/connection.js'
 import { ConnectionGoneError } from '../messages/realtime-error.js'
 import type { Subscription } from './subscription.js'
@@ -111,7 +111,7 @@ export class TopicHub {
     const held = subscription.pending ?? []
     subscription.pending = null
     subscription.lastOffset = from
-    for (const entry of [...replay, ...held]) this.#deliverTo(connection, subscription, entry, textOf(entry))
+    for (const entry of [...replay, ...held]) this.#deliverTo(connection, subscription, entry, textOf(entry), comesAfter(entry.offset))
   }
 
   #leave (connection: Connection, topic: string): void {
@@ -150,18 +150,19 @@ export class TopicHub {
     const span = entry.traceparent === undefined ? undefined : startDeliverySpan(entry.topic, entry.event, entry.traceparent)
     // Encoded and framed once: every member gets the same bytes.
     const text = textOf(entry)
+    const isNew = comesAfter(entry.offset)
     for (const connection of local.members) {
       const subscription = connection.subscriptions.get(entry.topic)
       if (subscription === undefined) continue
       if (subscription.pending !== null) subscription.pending.push(entry)
-      else this.#deliverTo(connection, subscription, entry, text)
+      else this.#deliverTo(connection, subscription, entry, text, isNew)
     }
     span?.end()
   }
 
   /** The one place an entry reaches a member: at most once, and never behind what it has. */
-  #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, text: SharedText): void {
-    if (compareOffsets(entry.offset, subscription.lastOffset) <= 0) return
+  #deliverTo (connection: Connection, subscription: Subscription, entry: TopicEntry, text: SharedText, isNew: (lastOffset: string) => boolean): void {
+    if (!isNew(subscription.lastOffset)) return
     subscription.lastOffset = entry.offset
     connection.writeShared(text, entry.event)
   }
