@@ -17,7 +17,7 @@ interface Room {
 }
 
 const LARGE_ROOM: Room = { subscribers: Number(process.env.BENCH_SUBSCRIBERS ?? 10_000), publishesPerSecond: Number(process.env.BENCH_FANOUT_RATE ?? 5) }
-export const BUSY_ROOM: Room = { subscribers: 1_000, publishesPerSecond: 200 }
+const BUSY_ROOM: Room = { subscribers: 1_000, publishesPerSecond: 200 }
 
 interface Sample {
   deliveriesPerSecond: number
@@ -50,7 +50,7 @@ const TABLE_HEAD = [
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
 ]
 
-export async function measureRoom (room: Room, peers: Peer[]): Promise<{ body: string[], cpu: (peer: Peer) => number, p99: (peer: Peer) => number }> {
+async function measureRoom (room: Room, peers: Peer[]): Promise<{ body: string[], cpu: (peer: Peer) => number, p99: (peer: Peer) => number }> {
   const samples = new Map<Peer, Sample[]>(peers.map((peer) => [peer, []]))
   for (let run = 0; run < RUNS; run++) {
     for (const peer of peers) samples.get(peer)!.push(await measure(peer, room))
@@ -63,7 +63,6 @@ export async function measureRoom (room: Room, peers: Peer[]): Promise<{ body: s
     const cell = (pick: (s: Sample) => number, digits: number): string => spread(list.map(pick), digits)
     body.push(`| ${peer.label} | ${cell((s) => s.deliveriesPerSecond, 0)} | ${cell((s) => s.p50, 2)} | ${cell((s) => s.p99, 2)} | ${cell((s) => s.p999, 2)} | ${cell((s) => s.cpuMicrosPerDelivery, 2)} | ${(cpu(peer) / cpu(RAW_WS)).toFixed(2)}× |`)
   }
-  body.push('')
   return { body, cpu, p99 }
 }
 
@@ -82,7 +81,7 @@ export async function runFanout (): Promise<Section> {
       'every subscriber counts deliveries, one in 20 reads the send time back for latency. The plugin publishes through its topic (a `say` into `room:bench`, memory broker, ' +
       'offsets and all); raw ws and bare @fastify/websocket loop over a Set of sockets with `send`, as ws\'s README shows; Socket.IO uses `socket.to(room).emit`. ' +
       'The busy room asks for more deliveries than one core makes: each server delivers what it can, and its latency is the queue it lets build.',
-    body: [...large.body, ...busy.body],
+    body: [...large.body, '', ...busy.body],
     verdicts: [
       verdict(`fan-out server CPU per delivery ≤ raw ws (${LARGE_ROOM.subscribers.toLocaleString('en')} subscribers)`, versusWs, versusWs <= 1),
       verdict('fan-out deliveries per CPU-second ≥ 1.5× Socket.IO', versusSocketIo, versusSocketIo >= 1.5),
