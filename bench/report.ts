@@ -54,22 +54,47 @@ export function machineDescription (): string {
   ].join('\n')
 }
 
-export function renderDocument (sections: Section[], minutes: number, machine: string): string {
+/** The part of BENCHMARKS.md one runtime writes, between markers naming its major version. */
+export function renderRuntime (sections: Section[], minutes: number, machine: string): string {
   const verdicts = sections.flatMap((section) => section.verdicts)
   const summary = ['| target | measured | |', '| --- | ---: | --- |',
     ...verdicts.map(({ target, measured, met }) => `| ${target} | ${measured} | ${met ? 'met' : '**missed**'} |`)]
+  // One level down: each runtime is a chapter of the document.
+  const demote = (markdown: string): string => markdown.replace(/^(#+) /gm, '#$1 ')
   return [
-    '# Benchmarks',
+    runtimeMarker('start'),
+    `## Node ${process.version}`,
     '',
-    `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} minutes; run it again to refresh every figure.`,
-    'Servers and load generators are this repository\'s `bench/` code: read it to see exactly what each peer does.',
+    `Measured on ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} minutes.`,
     '',
     machine,
     '',
-    '## Targets',
+    '### Targets',
     '',
     ...summary,
     '',
-    ...sections.map(renderSection)
+    ...sections.map((section) => demote(renderSection(section))),
+    runtimeMarker('end')
   ].join('\n')
+}
+
+function runtimeMarker (edge: 'start' | 'end'): string {
+  return `<!-- ${edge} of node ${process.versions.node.split('.')[0]} -->`
+}
+
+const HEADER = [
+  '# Benchmarks',
+  '',
+  'Written by `npm run bench`, which runs every part on Node 20 and again on Node 24 (the image\'s runtime); run it again to refresh every figure.',
+  'Servers and load generators are this repository\'s `bench/` code: read it to see exactly what each peer does. Ratios compare figures of the same run and runtime only.',
+  ''
+].join('\n')
+
+/** `document` with this runtime's part replaced by `part` (or added after the others). */
+export function withRuntime (document: string | undefined, part: string): string {
+  const start = document?.indexOf(runtimeMarker('start')) ?? -1
+  const end = document?.indexOf(runtimeMarker('end')) ?? -1
+  if (document === undefined || !document.startsWith(HEADER)) return `${HEADER}\n${part}\n`
+  if (start === -1 || end === -1) return `${document.trimEnd()}\n\n${part}\n`
+  return document.slice(0, start) + part + document.slice(end + runtimeMarker('end').length)
 }

@@ -1,16 +1,16 @@
 /*
- * `npm run bench`: every comparison in one run, each section printed as it completes, then
- * BENCHMARKS.md rewritten from this run's figures. BENCH_PARTS=echo,fanout,… runs some parts
- * only (and leaves BENCHMARKS.md alone).
+ * Every comparison on the running Node, each section printed as it completes, then this
+ * runtime's part of BENCHMARKS.md rewritten from the figures (`npm run bench` runs it on Node
+ * 20 and on Node 24). BENCH_PARTS=echo,fanout,… runs some parts only and leaves the file alone.
  */
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { runBroker } from './broker.js'
 import { runConnections } from './connections.js'
 import { runEcho } from './echo.js'
 import { runFanout } from './fanout.js'
 import { MULTI_CORE } from './harness.js'
 import { runObservability } from './observability.js'
-import { machineDescription, renderDocument, renderSection, type Section } from './report.js'
+import { machineDescription, renderRuntime, renderSection, withRuntime, type Section } from './report.js'
 
 const PARTS: Record<string, () => Promise<Section>> = {
   echo: runEcho,
@@ -39,8 +39,10 @@ for (const part of chosen) {
 }
 const minutes = (performance.now() - startedAt) / 60_000
 if (chosen.length === Object.keys(PARTS).length) {
-  await writeFile(new URL('../BENCHMARKS.md', import.meta.url), renderDocument(sections, minutes, machine))
-  console.log(`BENCHMARKS.md written (${minutes.toFixed(1)} minutes)`)
+  const file = new URL('../BENCHMARKS.md', import.meta.url)
+  const previous = await readFile(file, 'utf8').catch(() => undefined)
+  await writeFile(file, withRuntime(previous, renderRuntime(sections, minutes, machine)))
+  console.log(`BENCHMARKS.md: the part for Node ${process.version} written (${minutes.toFixed(1)} minutes)`)
 }
 const missed = sections.flatMap((section) => section.verdicts).filter((verdict) => !verdict.met)
 if (missed.length > 0) console.log(`targets missed: ${missed.map((verdict) => verdict.target).join('; ')}`)
