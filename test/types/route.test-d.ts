@@ -4,7 +4,9 @@
  */
 import Fastify from 'fastify'
 import { Type } from 'typebox'
-import realtime, { RealtimeError, type AsyncApiDocument, type MessageContext, type RealtimeConnection, type TopicPosition } from '../../plugin/index.js'
+import type { Sampler } from '@opentelemetry/api'
+import { AlwaysOnSampler } from '@opentelemetry/sdk-trace-base'
+import realtime, { RealtimeError, realtimeSampler, type AsyncApiDocument, type MessageContext, type RealtimeConnection, type TopicPosition } from '../../plugin/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -14,7 +16,12 @@ const Note = Type.Object({ n: Type.Integer(), label: Type.Optional(Type.String()
 const Text = Type.Object({ text: Type.String() })
 
 const app = Fastify()
-await app.register(realtime, { maxPayload: 1024 })
+await app.register(realtime, { maxPayload: 1024, traceSampleRatio: 0.01 })
+// @ts-expect-error the ratio is a number
+await Fastify().register(realtime, { traceSampleRatio: '0.01' })
+// An SDK sampler in, an API sampler out: it goes wherever the SDK takes one.
+expectType<Equal<ReturnType<typeof realtimeSampler>, Sampler>>()
+realtimeSampler(new AlwaysOnSampler())
 
 const route = app.wsRoute('/ws', {
   events: { note: Note },
