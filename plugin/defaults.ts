@@ -66,6 +66,19 @@ export const DEFAULTS = Object.freeze({
   abuseMinRefusals: 50,
   /** How long a slow consumer's close frame may wait behind its full buffer before termination. */
   slowConsumerGraceMs: 1_000,
+  /**
+   * Presence changes of one topic are sent to its watchers at most once per this window, as one
+   * frame holding the window's net joins and leaves.
+   */
+  presenceWindowMs: 100,
+  /** Users a `$presence` reply lists when the request gives no `limit`. */
+  presenceLimit: 100,
+  /**
+   * Redis broker: a node's presence entries outlive its last renewal by this long. Renewed four
+   * times per lease, so the members of a node that died leave everywhere within lease × 1.25 plus
+   * `presenceWindowMs` (12.6 s by default).
+   */
+  presenceLeaseMs: 10_000,
   /** Events each topic keeps for recovery, in either broker. */
   historySize: 1_000,
   /** Topics the memory broker keeps history for; the least recently published go first. */

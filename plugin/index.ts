@@ -1,6 +1,7 @@
 import fastifyRateLimit from '@fastify/rate-limit'
 import fastifyWebsocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { TSchema } from 'typebox'
 import fp from 'fastify-plugin'
 import promClient, { type Registry } from 'prom-client'
 import { buildAsyncApiDocument, type AsyncApiDocument, type AsyncApiOptions } from './asyncapi/document.js'
@@ -50,7 +51,7 @@ declare module 'fastify' {
      * Declares a WebSocket route on this instance (its prefix and hooks apply). Chain
      * `.message(type, schemas, handler)` to declare what clients may send.
      */
-    wsRoute: <E extends EventSchemas = {}>(url: string, options?: RealtimeRouteOptions<E>) => RealtimeRoute<E, {}>
+    wsRoute: <E extends EventSchemas = {}, P extends TSchema = TSchema>(url: string, options?: RealtimeRouteOptions<E, P>) => RealtimeRoute<E, {}, P>
   }
 }
 
@@ -111,7 +112,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     drain,
     asyncApi: (overrides: AsyncApiOptions = {}) => buildAsyncApiDocument(documentSources, { ...(options.asyncapi || {}), ...checkAsyncApiOptions(overrides) })
   })
-  fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E> = {}) {
+  fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas, P extends TSchema> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E, P> = {}) {
     return declareRoute(this, state, url, routeOptions)
   })
   if (options.healthRoutes) registerHealthRoutes(fastify, state)
@@ -134,6 +135,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   fastify.addHook('onClose', async () => {
     metrics.release()
     stopSweeper?.()
+    // Every connection has closed: their leaves reach the broker before it may close.
+    await state.presence.close()
     if (ownsBroker) await broker.close()
   })
 }
@@ -177,6 +180,6 @@ export { RealtimeRoute } from './route.js'
 export type { Authenticate, RealtimeOptions } from './options.js'
 export type { MetricsOptions } from './telemetry/metrics.js'
 export type * from './types.js'
-export { BrokerUnavailableError, type Broker, type BrokerMessage, type TopicEntry, type TopicHistory, type TopicListener, type TopicPosition } from './broker/broker.js'
+export { BrokerUnavailableError, type Broker, type BrokerMessage, type PresenceDiff, type PresenceEntry, type PresenceListener, type TopicEntry, type TopicHistory, type TopicListener, type TopicPosition } from './broker/broker.js'
 export { MemoryBroker, createMemoryBroker, type MemoryBrokerOptions } from './broker/memory.js'
 export { ZERO_OFFSET, compareOffsets } from './protocol/offsets.js'

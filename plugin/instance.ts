@@ -9,6 +9,8 @@ import type { ResolvedOptions } from './options.js'
 import type { RealtimeMetrics, RouteMetrics } from './telemetry/metrics.js'
 import { createTopicCommands } from './topics/commands.js'
 import { TopicHub } from './topics/hub.js'
+import { createPresenceCommand } from './presence/commands.js'
+import { PresenceHub } from './presence/hub.js'
 import { createPublisher, type Publish } from './topics/publish.js'
 import type { Identity } from './types.js'
 
@@ -26,6 +28,7 @@ export interface RealtimeInstance {
   readonly options: ResolvedOptions
   readonly broker: Broker
   readonly hub: TopicHub
+  readonly presence: PresenceHub
   readonly metrics: RealtimeMetrics
   readonly dispatch: DispatchEnvironment
   readonly connections: Set<Connection>
@@ -46,19 +49,25 @@ export interface RealtimeInstance {
 }
 
 export function createInstance (options: ResolvedOptions, broker: Broker, metrics: RealtimeMetrics, log: FastifyBaseLogger): RealtimeInstance {
+  const presence = new PresenceHub(broker, log, metrics, options.presenceWindowMs)
   const hub = new TopicHub(broker, log, (entry) => {
     if (entry.publishedAt !== undefined) metrics.brokerDelivered(broker.name, Math.max(0, Date.now() - entry.publishedAt) / 1000)
-  })
+  }, (connection, topic, subscription) => subscription.presence?.exit(presence, connection, topic))
   const publish = createPublisher(broker, metrics)
   return {
     options,
     broker,
     hub,
+    presence,
     metrics,
     dispatch: {
       maxNestingDepth: options.maxNestingDepth,
       traceSampleRatio: options.traceSampleRatio,
-      commands: new Map([...createTopicCommands(hub, options.maxSubscriptionsPerConnection), ['$ping', createPingCommand()]]),
+      commands: new Map([
+        ...createTopicCommands(hub, presence, options.maxSubscriptionsPerConnection),
+        ['$presence', createPresenceCommand(presence)],
+        ['$ping', createPingCommand()]
+      ]),
       publish
     },
     connections: new Set(),

@@ -56,6 +56,8 @@ export interface RealtimeOptions {
   incompleteMessageTimeoutMs?: number
   /** Topics one connection may hold at once. */
   maxSubscriptionsPerConnection?: number
+  /** Presence changes of a topic reach its watchers at most once per this window, coalesced (default 100 ms). */
+  presenceWindowMs?: number
   /** Negotiate permessage-deflate (off by default: it costs CPU and memory per socket). */
   perMessageDeflate?: boolean
   /** Serve `/health/live` and `/health/ready` (default true). */
@@ -96,6 +98,7 @@ export interface ResolvedOptions {
   maxFragments: number
   incompleteMessageTimeoutMs: number
   maxSubscriptionsPerConnection: number
+  presenceWindowMs: number
   perMessageDeflate: boolean
   traceSampleRatio: number
   healthRoutes: boolean
@@ -128,6 +131,7 @@ export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
     maxFragments: integer('maxFragments', 1),
     incompleteMessageTimeoutMs: integer('incompleteMessageTimeoutMs', 0),
     maxSubscriptionsPerConnection: integer('maxSubscriptionsPerConnection', 0),
+    presenceWindowMs: integer('presenceWindowMs', 1),
     perMessageDeflate: booleanOption('perMessageDeflate', options.perMessageDeflate ?? false),
     traceSampleRatio: ratioOption('traceSampleRatio', options.traceSampleRatio ?? DEFAULTS.traceSampleRatio),
     healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true),

@@ -1,24 +1,24 @@
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Static } from 'typebox'
+import type { Static, TSchema } from 'typebox'
 import type { TopicPosition } from './broker/broker.js'
 import { openConnection } from './connection/lifecycle.js'
 import { releaseSlot } from './connection/slots.js'
 import { FRT_ERR_DUPLICATE_MESSAGE, FRT_ERR_INVALID_OPTION, FRT_ERR_ROUTE_READY } from './errors.js'
 import type { RealtimeInstance, ServedRoute } from './instance.js'
-import { assertName, compileEvents, compileMessage, type CompiledRoute } from './messages/compile.js'
+import { assertName, compileEvents, compileMessage, compilePresence, type CompiledRoute } from './messages/compile.js'
 import { corkForTurn } from './connection/turn-cork.js'
 import { numberOption } from './options.js'
-import type { EventSchemas, MessageHandler, MessageSchemas, RealtimeRouteOptions } from './types.js'
+import type { EventSchemas, MessageHandler, MessageSchemas, PresenceOptions, RealtimeRouteOptions } from './types.js'
 import { admitUpgrade, closeRefusedUpgrade, recordUpgradeRateLimited, verifyUpgrade } from './upgrade/guards.js'
 
 /**
  * A declared WebSocket route. Its type carries every message and event schema, so a client can
  * be typed from it: `export type ChatRoute = typeof chat`.
  */
-export class RealtimeRoute<E extends EventSchemas = {}, M extends Record<string, MessageSchemas> = {}> {
-  /** Type-level record of the route's schemas; it has no runtime value. */
-  declare readonly types: { events: E, messages: M }
+export class RealtimeRoute<E extends EventSchemas = {}, M extends Record<string, MessageSchemas> = {}, P extends TSchema = TSchema> {
+  /** Type-level record of the route's schemas (`presence`: a member's info); it has no runtime value. */
+  declare readonly types: { events: E, messages: M, presence: P }
   /** The URL as served, prefix included. */
   readonly url: string
   readonly #served: ServedRoute
@@ -33,14 +33,14 @@ export class RealtimeRoute<E extends EventSchemas = {}, M extends Record<string,
    * handler returns is serialized by `reply` and sent to clients that gave an `id`.
    * `messagesPerSecond` gives the type its own per-connection budget instead of the route's.
    */
-  message<T extends string, S extends MessageSchemas>(type: T, schemas: S, handler: MessageHandler<S, E>): RealtimeRoute<E, M & { [K in T]: S }> {
+  message<T extends string, S extends MessageSchemas>(type: T, schemas: S, handler: MessageHandler<S, E>): RealtimeRoute<E, M & { [K in T]: S }, P> {
     if (this.#served.instance.started) throw new FRT_ERR_ROUTE_READY(type, this.url)
     assertName('message type', type)
     if (this.#served.declared.messages.has(type)) throw new FRT_ERR_DUPLICATE_MESSAGE(type, this.url)
     if (typeof handler !== 'function') throw new FRT_ERR_INVALID_OPTION('handler', `message type "${type}" needs a handler function`)
     if (schemas.messagesPerSecond !== undefined) numberOption(`messagesPerSecond of "${type}"`, schemas.messagesPerSecond)
     this.#served.declared.messages.set(type, compileMessage(schemas, handler))
-    return this as unknown as RealtimeRoute<E, M & { [K in T]: S }>
+    return this as unknown as RealtimeRoute<E, M & { [K in T]: S }, P>
   }
 
   /** Publishes a declared event on a topic; resolves with the offset the broker gave it. */
@@ -55,12 +55,12 @@ export class RealtimeRoute<E extends EventSchemas = {}, M extends Record<string,
 }
 
 /** Registers the HTTP side of a WebSocket route on `instance` (so its prefix and hooks apply). */
-export function declareRoute<E extends EventSchemas> (
+export function declareRoute<E extends EventSchemas, P extends TSchema> (
   instance: FastifyInstance,
   state: RealtimeInstance,
   url: string,
-  options: RealtimeRouteOptions<E>
-): RealtimeRoute<E, {}> {
+  options: RealtimeRouteOptions<E, P>
+): RealtimeRoute<E, {}, P> {
   const binary = options.binary ?? 'error'
   if (binary !== 'error' && binary !== 'close' && typeof binary !== 'function') {
     throw new FRT_ERR_INVALID_OPTION('binary', `expected 'error', 'close' or a function, got ${String(binary)}`)
@@ -74,7 +74,8 @@ export function declareRoute<E extends EventSchemas> (
     authorizeSubscribe: options.authorizeSubscribe,
     authorizeMessage: options.authorizeMessage,
     binary,
-    messagesPerSecond
+    messagesPerSecond,
+    presence: compilePresence(options.presence as PresenceOptions | undefined)
   }
   const served: ServedRoute = { declared: compiled, connections: new Set(), metrics: state.metrics.forRoute(fullUrl), instance: state }
   state.routes.push(served)
@@ -101,7 +102,7 @@ export function declareRoute<E extends EventSchemas> (
     handler: upgradeRequired,
     wsHandler: (socket, request) => openConnection(served, socket, request)
   })
-  return new RealtimeRoute<E, {}>(served)
+  return new RealtimeRoute<E, {}, P>(served)
 }
 
 /**

@@ -76,8 +76,22 @@ export type SubscribeAuthorizer<E extends EventSchemas> = (topic: string, connec
 /** Decides, after validation and before the handler, whether a connection may send this message. */
 export type MessageAuthorizer<E extends EventSchemas> = (type: string, data: unknown, connection: RealtimeConnection<E>) => boolean | Promise<boolean>
 
+/**
+ * Presence on a route's topics: who is subscribed, across every node. A connection subscribing
+ * to a topic that `authorize` accepts for it is a member while subscribed, and may read the
+ * topic's presence (`$presence`, `$subscribe` with `presence: true`).
+ */
+export interface PresenceOptions<E extends EventSchemas = EventSchemas, I extends TSchema = TSchema> {
+  /** What a member shows of itself; serialized through this schema, so nothing undeclared leaves. */
+  info: I
+  /** Builds a member's info when it joins a topic, typically from `connection.identity`. */
+  member: (connection: RealtimeConnection<E>, topic: string) => Static<I> | Promise<Static<I>>
+  /** Whether `topic` has presence for this connection; without it, reading is `FORBIDDEN`. */
+  authorize: (topic: string, connection: RealtimeConnection<E>) => boolean | Promise<boolean>
+}
+
 /** Options of `app.wsRoute(url, options)`. */
-export interface RealtimeRouteOptions<E extends EventSchemas = EventSchemas> {
+export interface RealtimeRouteOptions<E extends EventSchemas = EventSchemas, P extends TSchema = TSchema> {
   /** Events the server may push on this route, by name. */
   events?: E
   /** Which topics a connection may `$subscribe` to; without it every topic is `FORBIDDEN`. */
@@ -91,4 +105,6 @@ export interface RealtimeRouteOptions<E extends EventSchemas = EventSchemas> {
   binary?: 'error' | 'close' | BinaryHandler<E>
   /** Overrides the plugin's per-connection message budget for this route. */
   messagesPerSecond?: number
+  /** Presence on this route's topics; none without it. */
+  presence?: PresenceOptions<E, P>
 }

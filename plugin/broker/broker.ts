@@ -40,6 +40,28 @@ export interface TopicHistory {
 /** Called for every entry published on a topic the listener subscribed to, in offset order. */
 export type TopicListener = (entry: TopicEntry) => void
 
+/** One connection's entry in a topic's presence. */
+export interface PresenceEntry {
+  /** The connection's id: unique, so an entry joins once and leaves once. */
+  connection: string
+  /** Who it belongs to: the identity's id, or the connection's own id when anonymous. */
+  user: string
+  /** JSON text of what the member shows of itself, serialized by the route's schema. */
+  info: string
+}
+
+/** Entries that joined and left a topic's presence, in the order they happened. */
+export interface PresenceDiff {
+  joins: PresenceEntry[]
+  leaves: PresenceEntry[]
+}
+
+/**
+ * Hears every change of a topic's presence, on any node. `undefined` means changes may have
+ * been missed (the broker lost its backend and is back): the listener reads `presence` again.
+ */
+export type PresenceListener = (diff: PresenceDiff | undefined) => void
+
 export interface Broker {
   /** Short lowercase name, used as a metric label. */
   readonly name: string
@@ -62,6 +84,18 @@ export interface Broker {
   position: (topic: string) => Promise<TopicPosition>
   /** The held entries with an offset greater than `since`, oldest first. */
   history: (topic: string, since: string) => Promise<TopicHistory>
+  /**
+   * Adds this node's joins to a topic's presence and removes its leaves, telling every node's
+   * presence listeners. The broker keeps this node's entries itself: after losing its backend
+   * it announces them again, and a node that stops renewing them (it died) loses them within
+   * the broker's presence lease, every other node hearing them leave.
+   */
+  updatePresence: (topic: string, diff: PresenceDiff) => Promise<void>
+  /** Every entry of a topic's presence across nodes, in one read. */
+  presence: (topic: string) => Promise<PresenceEntry[]>
+  /** Starts telling `listener` of the topic's presence changes. */
+  watchPresence: (topic: string, listener: PresenceListener) => Promise<void>
+  unwatchPresence: (topic: string, listener: PresenceListener) => Promise<void>
   /** Releases connections and timers; later calls fail with `BrokerUnavailableError`. */
   close: () => Promise<void>
 }

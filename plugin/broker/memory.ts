@@ -5,12 +5,16 @@ import {
   BrokerUnavailableError,
   type Broker,
   type BrokerMessage,
+  type PresenceDiff,
+  type PresenceEntry,
+  type PresenceListener,
   type TopicEntry,
   type TopicHistory,
   type TopicListener,
   type TopicPosition
 } from './broker.js'
 import { Fifo } from './fifo.js'
+import { MemoryPresence } from './memory-presence.js'
 import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 
 export interface MemoryBrokerOptions {
@@ -109,6 +113,7 @@ export class MemoryBroker implements Broker {
   #lastMs = 0
   #seq = 0
   #closed = false
+  readonly #presence = new MemoryPresence()
 
   constructor (options: MemoryBrokerOptions = {}) {
     this.#historySize = integerOption('historySize', options.historySize ?? DEFAULTS.historySize, 0)
@@ -184,8 +189,28 @@ export class MemoryBroker implements Broker {
     return { entries, complete: compareOffsets(since, state.trimmedThrough) >= 0, position }
   }
 
+  async updatePresence (topic: string, diff: PresenceDiff): Promise<void> {
+    this.#assertOpen()
+    this.#presence.update(topic, diff)
+  }
+
+  async presence (topic: string): Promise<PresenceEntry[]> {
+    this.#assertOpen()
+    return this.#presence.read(topic)
+  }
+
+  async watchPresence (topic: string, listener: PresenceListener): Promise<void> {
+    this.#assertOpen()
+    this.#presence.watch(topic, listener)
+  }
+
+  async unwatchPresence (topic: string, listener: PresenceListener): Promise<void> {
+    this.#presence.unwatch(topic, listener)
+  }
+
   async close (): Promise<void> {
     this.#closed = true
+    this.#presence.clear()
     this.#topics.clear()
     this.#queue.clear()
     this.#stale = 0

@@ -7,6 +7,9 @@ import {
   BrokerUnavailableError,
   type Broker,
   type BrokerMessage,
+  type PresenceDiff,
+  type PresenceEntry,
+  type PresenceListener,
   type TopicEntry,
   type TopicHistory,
   type TopicListener,
@@ -14,6 +17,8 @@ import {
 } from './broker.js'
 import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
+import { unavailable } from './redis-errors.js'
+import { RedisPresence } from './redis-presence.js'
 
 /** The few logger methods the broker uses; a pino or Fastify logger fits. */
 export interface BrokerLogger {
@@ -34,6 +39,11 @@ export interface RedisBrokerOptions {
   topicTtlSeconds?: number
   /** How long a command may take before Redis counts as unavailable (default 2000 ms). */
   commandTimeoutMs?: number
+  /**
+   * How long this node's presence entries outlive its last renewal (default 10 s): the members
+   * of a node that died leave everywhere within 1.25 × this, plus the plugin's `presenceWindowMs`.
+   */
+  presenceLeaseMs?: number
   log?: BrokerLogger
 }
 
@@ -80,6 +90,7 @@ export class RedisBroker implements Broker {
   readonly #ttlSeconds: number
   readonly #log: BrokerLogger
   readonly #topics = new Map<string, LocalTopic>()
+  readonly #presence: RedisPresence
   #closed = false
   #downSince: number | undefined
   /** Candidate epochs for topics whose history is new or lost: this prefix, then a counter. */
@@ -115,6 +126,13 @@ export class RedisBroker implements Broker {
       client.on('ready', () => this.#ready())
     }
     this.#subscriber.on('message', (channel: string, payload: string) => this.#notified(channel, payload))
+    this.#presence = new RedisPresence({
+      commands: this.#commands,
+      subscriber: this.#subscriber,
+      prefix: this.#prefix,
+      leaseMs: positiveInteger('presenceLeaseMs', options.presenceLeaseMs ?? DEFAULTS.presenceLeaseMs),
+      warn: (fields, message) => this.#log.warn(fields, message)
+    })
   }
 
   /** Both connections are up: commands answer and notifications arrive. */
@@ -197,9 +215,29 @@ export class RedisBroker implements Broker {
     return { entries, complete, position }
   }
 
+  async updatePresence (topic: string, diff: PresenceDiff): Promise<void> {
+    this.#assertOpen()
+    await this.#presence.update(topic, diff)
+  }
+
+  async presence (topic: string): Promise<PresenceEntry[]> {
+    this.#assertOpen()
+    return await this.#presence.read(topic)
+  }
+
+  async watchPresence (topic: string, listener: PresenceListener): Promise<void> {
+    this.#assertOpen()
+    await this.#presence.watch(topic, listener)
+  }
+
+  async unwatchPresence (topic: string, listener: PresenceListener): Promise<void> {
+    await this.#presence.unwatch(topic, listener)
+  }
+
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#presence.close()
     this.#topics.clear()
     await Promise.all([this.#commands, this.#subscriber].map(async (client) => {
       // QUIT needs a live connection; with Redis gone it would wait for a reconnection.
@@ -239,6 +277,7 @@ export class RedisBroker implements Broker {
   }
 
   #notified (channel: string, payload: string): void {
+    if (!channel.endsWith(LIVE_SUFFIX)) return
     const topic = this.#topicOf(channel)
     const local = this.#topics.get(topic)
     if (local === undefined) return
@@ -324,8 +363,13 @@ export class RedisBroker implements Broker {
       this.#downSince = undefined
     }
     const channels = [...this.#topics.values()].map((local) => local.channel)
-    if (channels.length === 0) return
-    this.#subscriber.subscribe(...channels).then(() => {
+    const presenceChannels = this.#presence.channels
+    if (channels.length + presenceChannels.length === 0) {
+      this.#presence.recovered().catch(() => {})
+      return
+    }
+    this.#subscriber.subscribe(...channels, ...presenceChannels).then(() => {
+      this.#presence.recovered().catch(() => {})
       for (const [topic, local] of this.#topics) {
         // A topic still being set up positions itself.
         if (local.epoch === undefined) continue
@@ -346,11 +390,6 @@ export class RedisBroker implements Broker {
 function positiveInteger (name: string, value: number): number {
   if (!Number.isInteger(value) || value < 1) throw new FRT_ERR_INVALID_OPTION(name, `expected an integer >= 1, got ${String(value)}`)
   return value
-}
-
-function unavailable (err: unknown): BrokerUnavailableError {
-  if (err instanceof BrokerUnavailableError) return err
-  return new BrokerUnavailableError(`redis: ${(err as Error).message}`, { cause: err })
 }
 
 function entryOf (topic: string, offset: string, fields: string[]): TopicEntry {

@@ -1,8 +1,8 @@
 import type { TSchema } from 'typebox'
-import { FRT_ERR_INVALID_NAME } from '../errors.js'
+import { FRT_ERR_INVALID_NAME, FRT_ERR_INVALID_OPTION } from '../errors.js'
 import { NAME_PATTERN } from '../protocol/frames.js'
 import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
-import type { BinaryHandler, EventSchemas, MessageAuthorizer, MessageContext, MessageSchemas, SubscribeAuthorizer } from '../types.js'
+import type { BinaryHandler, EventSchemas, MessageAuthorizer, MessageContext, MessageSchemas, PresenceOptions, SubscribeAuthorizer } from '../types.js'
 
 /** A message type ready to dispatch: schemas compiled once, when it was declared. */
 export interface CompiledMessage {
@@ -31,6 +31,24 @@ export interface CompiledRoute {
   authorizeMessage: MessageAuthorizer<EventSchemas> | undefined
   binary: 'error' | 'close' | BinaryHandler<EventSchemas>
   messagesPerSecond: number
+  presence: CompiledPresence | undefined
+}
+
+/** A route's presence declaration, its info schema compiled. */
+export interface CompiledPresence {
+  /** As declared, for the AsyncAPI document. */
+  info: TSchema
+  serialize: Serializer
+  member: PresenceOptions['member']
+  authorize: PresenceOptions['authorize']
+}
+
+export function compilePresence (presence: PresenceOptions | undefined): CompiledPresence | undefined {
+  if (presence === undefined) return undefined
+  if (typeof presence.member !== 'function' || typeof presence.authorize !== 'function' || typeof presence.info !== 'object' || presence.info === null) {
+    throw new FRT_ERR_INVALID_OPTION('presence', 'expected { info: <TypeBox schema>, member: function, authorize: function }')
+  }
+  return { info: presence.info, serialize: compileSerializer(presence.info), member: presence.member, authorize: presence.authorize }
 }
 
 export function compileMessage (schemas: MessageSchemas, handler: CompiledMessage['handler']): CompiledMessage {

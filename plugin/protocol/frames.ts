@@ -31,6 +31,9 @@ export function isValidMessageId (id: unknown): id is MessageId {
 /** Longest topic name, in characters. */
 export const MAX_TOPIC_LENGTH = 256
 
+/** Most users one `$presence` reply may list (its `limit`). */
+export const MAX_PRESENCE_LIMIT = 1_000
+
 /** Names of declared message types and events: safe to embed in JSON without escaping. */
 export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/
 
@@ -66,4 +69,49 @@ export function eventFrame (event: string, body: string): string {
 /** An event published on a topic: built once per delivery, the same bytes for every socket. */
 export function topicEventFrame (event: string, topic: string, offset: string, body: string): string {
   return '{"type":"' + event + '","topic":' + JSON.stringify(topic) + ',"offset":"' + offset + '","data":' + body + '}'
+}
+
+/** The frame that tells a topic's presence watchers who joined and left. */
+export const PRESENCE_DIFF_TYPE = '$presence.diff'
+
+/** An entry as it leaves the server: `info` is JSON text its route's schema serialized. */
+interface PresenceEntryText {
+  connection: string
+  user: string
+  info: string
+}
+
+function joinText (entry: PresenceEntryText): string {
+  return '{"user":' + JSON.stringify(entry.user) + ',"connection":' + JSON.stringify(entry.connection) + ',"info":' + entry.info + '}'
+}
+
+function leaveText (entry: PresenceEntryText): string {
+  return '{"user":' + JSON.stringify(entry.user) + ',"connection":' + JSON.stringify(entry.connection) + '}'
+}
+
+/** Built once per topic and window: every watcher gets the same bytes.. */
+export function presenceDiffFrame (topic: string, diff: { joins: PresenceEntryText[], leaves: PresenceEntryText[] }): string {
+  return '{"type":"' + PRESENCE_DIFF_TYPE + '","topic":' + JSON.stringify(topic) +
+    ',"data":{"joins":[' + diff.joins.map(joinText).join(',') + '],"leaves":[' + diff.leaves.map(leaveText).join(',') + ']}}'
+}
+
+/** The `data` of a `$presence` reply: `members` holds at most `limit` users, each with all its connections. */
+export function presenceReplyBody (topic: string, entries: Iterable<PresenceEntryText>, limit: number | undefined): string {
+  const byUser = new Map<string, PresenceEntryText[]>()
+  let connections = 0
+  for (const entry of entries) {
+    connections++
+    const held = byUser.get(entry.user)
+    if (held === undefined) byUser.set(entry.user, [entry])
+    else held.push(entry)
+  }
+  const counts = '{"topic":' + JSON.stringify(topic) + ',"users":' + byUser.size + ',"connections":' + connections
+  if (limit === undefined) return counts + '}'
+  const members: string[] = []
+  for (const [user, held] of byUser) {
+    if (members.length >= limit) break
+    members.push('{"user":' + JSON.stringify(user) + ',"connections":[' +
+      held.map((entry) => '{"connection":' + JSON.stringify(entry.connection) + ',"info":' + entry.info + '}').join(',') + ']}')
+  }
+  return counts + ',"members":[' + members.join(',') + ']}'
 }

@@ -95,6 +95,10 @@ export interface RealtimeMetrics {
   trackBufferedBytes: (read: () => Map<string, number>) => void
   /** A socket refused or dropped before its first request (`maxSockets`, `headersTimeoutMs`). */
   socketRefused: (reason: SocketRefusalReason) => void
+  /** Reports the presence entries this node's connections hold, read when Prometheus scrapes. */
+  trackPresence: (read: () => number) => void
+  /** Joins and leaves this node sent its presence watchers, each counted once however many watch. */
+  presenceChanged: (joins: number, leaves: number) => void
   /** Stops reporting this instance (its counts so far stay): call when it closes. */
   release: () => void
 }
@@ -120,6 +124,8 @@ export const NOOP_METRICS: RealtimeMetrics = {
   trackBroker: noop,
   trackBufferedBytes: noop,
   socketRefused: noop,
+  trackPresence: noop,
+  presenceChanged: noop,
   release: noop
 }
 
@@ -216,6 +222,17 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     metric(name, () => new client.Gauge({ name, help, labelNames: ['broker'], registers, collect: runGaugeCollectors }))
   const historyBytes = historyGauge('ws_broker_history_bytes', 'Estimated heap bytes of topic history the broker holds in this process')
   const historyEntries = historyGauge('ws_broker_history_entries', 'Entries of topic history the broker holds in this process')
+  const presenceMembers = metric('ws_presence_members', () => new client.Gauge({
+    name: 'ws_presence_members',
+    help: 'Presence entries held by this node\'s connections, across topics',
+    registers,
+    collect: runGaugeCollectors
+  }))
+  const presenceChanges = counter('ws_presence_changes_total', 'Presence joins and leaves sent to this node\'s watchers, once per change', ['change'])
+  const presenceJoins = presenceChanges.labels('join')
+  const presenceLeaves = presenceChanges.labels('leave')
+  presenceJoins.inc(0)
+  presenceLeaves.inc(0)
   const socketsRefused = counter('ws_sockets_refused_total', 'TCP sockets refused or dropped before their first request, by reason', ['reason'])
   // Children bound once (and read 0 from the start); a flood refuses thousands per second.
   const refusedByReason = new Map(SOCKET_REFUSAL_REASONS.map((reason) => {
@@ -263,6 +280,14 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       })
     },
     socketRefused: (reason) => refusedByReason.get(reason)?.inc(),
+    trackPresence: (read) => {
+      // Summed over every plugin instance sharing the registry.
+      addCollector(presenceMembers, () => presenceMembers.inc(read()))
+    },
+    presenceChanged: (joins, leaves) => {
+      if (joins > 0) presenceJoins.inc(joins)
+      if (leaves > 0) presenceLeaves.inc(leaves)
+    },
     release: () => {
       // Counts not yet handed over are handed over now, then nothing here is read again.
       for (const [metric, collect] of added) {

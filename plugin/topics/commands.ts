@@ -7,6 +7,8 @@ import { MAX_TOPIC_LENGTH } from '../protocol/frames.js'
 import { RealtimeError } from '../messages/realtime-error.js'
 import { compileMessage, type CompiledMessage } from '../messages/compile.js'
 import type { TopicHub } from './hub.js'
+import type { PresenceHub } from '../presence/hub.js'
+import { membershipFor } from '../presence/membership.js'
 
 /** Topic names: any non-empty string up to `MAX_TOPIC_LENGTH` characters; routes decide which are allowed. */
 export const TopicName = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH })
@@ -14,7 +16,9 @@ export const TopicName = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH
 const SubscribeData = Type.Object({
   topic: TopicName,
   since: Type.Optional(Type.String({ pattern: OFFSET_PATTERN })),
-  epoch: Type.Optional(Type.String({ minLength: 1, maxLength: 64 }))
+  epoch: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  /** Also hear the topic's presence changes, as `$presence.diff` frames. */
+  presence: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
 const SubscribeReply = Type.Object({
@@ -27,11 +31,14 @@ const SubscribeReply = Type.Object({
 const UnsubscribeData = Type.Object({ topic: TopicName }, { additionalProperties: false })
 const UnsubscribeReply = Type.Object({ topic: Type.String() })
 
-/** `$subscribe` and `$unsubscribe`, dispatched like declared messages. */
-export function createTopicCommands (hub: TopicHub, maxSubscriptions: number = DEFAULTS.maxSubscriptionsPerConnection): Map<string, CompiledMessage> {
+/**
+ * `$subscribe` and `$unsubscribe`, dispatched like declared messages. A subscription on a topic
+ * with presence joins it once it is live; if that fails, the subscription is undone.
+ */
+export function createTopicCommands (hub: TopicHub, presence: PresenceHub, maxSubscriptions: number = DEFAULTS.maxSubscriptionsPerConnection): Map<string, CompiledMessage> {
   const subscribe = compileMessage(
     { data: SubscribeData, reply: SubscribeReply },
-    async (data: { topic: string, since?: string, epoch?: string }, { connection }) => {
+    async (data: { topic: string, since?: string, epoch?: string, presence?: boolean }, { connection }) => {
       const conn = connection as Connection
       const authorize = conn.declared.authorizeSubscribe
       if (authorize === undefined || !(await authorize(data.topic, conn))) {
@@ -40,7 +47,17 @@ export function createTopicCommands (hub: TopicHub, maxSubscriptions: number = D
       if (!conn.subscriptions.has(data.topic) && conn.subscriptions.size >= maxSubscriptions) {
         throw new RealtimeError(ErrorCode.FORBIDDEN, `a connection may hold at most ${maxSubscriptions} topics`)
       }
-      return await hub.subscribe(conn, data.topic, data.since, data.epoch)
+      const membership = await membershipFor(conn, data.topic, data.presence === true)
+      const result = await hub.subscribe(conn, data.topic, data.since, data.epoch, membership)
+      // Superseded meanwhile: the newer subscription makes its own membership.
+      if (membership === undefined || conn.subscriptions.get(data.topic)?.presence !== membership) return result
+      try {
+        await membership.enter(presence, conn, data.topic)
+      } catch (err) {
+        if (conn.subscriptions.get(data.topic)?.presence === membership) hub.unsubscribe(conn, data.topic)
+        throw err
+      }
+      return result
     }
   )
   const unsubscribe = compileMessage(

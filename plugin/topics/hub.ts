@@ -4,6 +4,10 @@ import { comesAfter, compareOffsets } from '../protocol/offsets.js'
 import type { Connection } from '../connection/connection.js'
 import { ConnectionGoneError } from '../messages/realtime-error.js'
 import type { Subscription } from './subscription.js'
+import type { PresenceMembership } from '../presence/membership.js'
+
+/** Told of each subscription removed from a connection. */
+export type SubscriptionEnded = (connection: Connection, topic: string, subscription: Subscription) => void
 import { SharedText } from '../protocol/framing.js'
 import { topicEventFrame } from '../protocol/frames.js'
 import { startDeliverySpan } from '../telemetry/tracing.js'
@@ -41,23 +45,29 @@ export class TopicHub {
   readonly #log: FastifyBaseLogger
   readonly #topics = new Map<string, LocalTopic>()
   readonly #delivered: (entry: TopicEntry) => void
+  readonly #ended: SubscriptionEnded
 
-  /** `delivered` hears of every live entry that reaches this node, once per entry. */
-  constructor (broker: Broker, log: FastifyBaseLogger, delivered: (entry: TopicEntry) => void = () => {}) {
+  /**
+   * `delivered` hears of every live entry that reaches this node, once per entry; `ended` of
+   * every subscription removed, however it ends (unsubscribed, superseded, abandoned, closed).
+   */
+  constructor (broker: Broker, log: FastifyBaseLogger, delivered: (entry: TopicEntry) => void = () => {}, ended: SubscriptionEnded = () => {}) {
     this.#broker = broker
     this.#log = log
     this.#delivered = delivered
+    this.#ended = ended
   }
 
   /**
    * Joins `connection` to `topic`, replays what it missed since `since`, then lets live entries
    * through. Live entries arriving during setup are held and sent after the replay. A newer
    * `$subscribe` to the same topic supersedes this one: it then answers but changes nothing.
+   * `presence` becomes the subscription's own at once, so its end ends the membership too.
    */
-  async subscribe (connection: Connection, topic: string, since?: string, epoch?: string): Promise<SubscribeResult> {
+  async subscribe (connection: Connection, topic: string, since?: string, epoch?: string, presence?: PresenceMembership): Promise<SubscribeResult> {
     if (connection.closed) throw new SubscriptionAbandonedError()
     this.unsubscribe(connection, topic)
-    const subscription: Subscription = { lastOffset: '0-0', pending: [] }
+    const subscription: Subscription = { lastOffset: '0-0', pending: [], presence }
     connection.subscriptions.set(topic, subscription)
     const current = (): boolean => {
       if (connection.closed) {
@@ -90,8 +100,11 @@ export class TopicHub {
   }
 
   unsubscribe (connection: Connection, topic: string): boolean {
-    if (!connection.subscriptions.delete(topic)) return false
+    const subscription = connection.subscriptions.get(topic)
+    if (subscription === undefined) return false
+    connection.subscriptions.delete(topic)
     this.#leave(connection, topic)
+    this.#ended(connection, topic, subscription)
     return true
   }
 

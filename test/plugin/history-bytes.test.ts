@@ -263,6 +263,10 @@ class ElsewhereBroker implements Broker {
   unsubscribe: Broker['unsubscribe'] = async (topic, listener) => await this.#inner.unsubscribe(topic, listener)
   position: Broker['position'] = async (topic) => await this.#inner.position(topic)
   history: Broker['history'] = async (topic, since) => await this.#inner.history(topic, since)
+  updatePresence: Broker['updatePresence'] = async (topic, diff) => await this.#inner.updatePresence(topic, diff)
+  presence: Broker['presence'] = async (topic) => await this.#inner.presence(topic)
+  watchPresence: Broker['watchPresence'] = async (topic, listener) => await this.#inner.watchPresence(topic, listener)
+  unwatchPresence: Broker['unwatchPresence'] = async (topic, listener) => await this.#inner.unwatchPresence(topic, listener)
   close: Broker['close'] = async () => await this.#inner.close()
 }
 

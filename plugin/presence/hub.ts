@@ -1,0 +1,198 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Broker, PresenceDiff, PresenceEntry, PresenceListener } from '../broker/broker.js'
+import type { Connection } from '../connection/connection.js'
+import { SharedText } from '../protocol/framing.js'
+import { PRESENCE_DIFF_TYPE, presenceDiffFrame } from '../protocol/frames.js'
+import type { RealtimeMetrics } from '../telemetry/metrics.js'
+import { PendingDiff } from './pending-diff.js'
+
+interface WatchedTopic {
+  /** Every entry of the topic's presence, across nodes, as this node last heard. */
+  view: Map<string, PresenceEntry>
+  watchers: Set<Connection>
+  /** What the watchers have not been told yet. */
+  pending: PendingDiff
+  timer: ReturnType<typeof setTimeout> | undefined
+  /** Diffs that arrived while the view was being (re)read: applied after it, in order. */
+  held: PresenceDiff[] | undefined
+  /** Settles when the first read of the view is done. */
+  ready: Promise<void>
+  listener: PresenceListener
+}
+
+/**
+ * The node's side of presence: its connections' entries go to the broker, and for each topic
+ * some local connection watches, one broker listener keeps a view of every node's entries.
+ * Changes reach the watchers coalesced over `windowMs`, one frame per topic, the same bytes for
+ * every socket: a room that a thousand members join within a second costs each member about
+ * `1000 / windowMs` frames, not a thousand.
+ */
+export class PresenceHub {
+  readonly #broker: Broker
+  readonly #log: FastifyBaseLogger
+  readonly #metrics: RealtimeMetrics
+  readonly #windowMs: number
+  readonly #watched = new Map<string, WatchedTopic>()
+  /** Leaves on their way to the broker: closing waits for them, so a drained node's members leave at once. */
+  readonly #leaving = new Set<Promise<void>>()
+  #members = 0
+
+  constructor (broker: Broker, log: FastifyBaseLogger, metrics: RealtimeMetrics, windowMs: number) {
+    this.#broker = broker
+    this.#log = log
+    this.#metrics = metrics
+    this.#windowMs = windowMs
+    metrics.trackPresence(() => this.#members)
+  }
+
+  /** Entries this node's connections hold, across topics, as `ws_presence_members` reports it. */
+  get members (): number {
+    return this.#members
+  }
+
+  async join (topic: string, entry: PresenceEntry): Promise<void> {
+    this.#members++
+    try {
+      await this.#broker.updatePresence(topic, { joins: [entry], leaves: [] })
+    } catch (err) {
+      this.#members--
+      throw err
+    }
+    // Seen here at once, whatever the broker's round trip: the broker's own word is then a no-op.
+    this.#watched.get(topic)?.listener({ joins: [entry], leaves: [] })
+  }
+
+  /** Never fails: a leave the broker could not take is retried by the broker once it is back. */
+  leave (topic: string, entry: PresenceEntry): void {
+    this.#members--
+    this.#watched.get(topic)?.listener({ joins: [], leaves: [entry] })
+    const leaving = this.#broker.updatePresence(topic, { joins: [], leaves: [entry] })
+      .catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.presence_leave_failed'))
+      .finally(() => this.#leaving.delete(leaving))
+    this.#leaving.add(leaving)
+  }
+
+  /** `connection` is told of the topic's changes from now on, once the view is read. */
+  async watch (connection: Connection, topic: string): Promise<void> {
+    let watched = this.#watched.get(topic)
+    if (watched === undefined) {
+      const created: WatchedTopic = {
+        view: new Map(),
+        watchers: new Set(),
+        pending: new PendingDiff(),
+        timer: undefined,
+        held: [],
+        ready: Promise.resolve(),
+        listener: (diff) => this.#heard(topic, created, diff)
+      }
+      created.ready = this.#broker.watchPresence(topic, created.listener).then(async () => await this.#read(topic, created))
+      created.ready.catch(() => {
+        if (this.#watched.get(topic) !== created) return
+        this.#watched.delete(topic)
+        this.#broker.unwatchPresence(topic, created.listener).catch(() => {})
+      })
+      this.#watched.set(topic, created)
+      watched = created
+    }
+    watched.watchers.add(connection)
+    try {
+      await watched.ready
+    } catch (err) {
+      watched.watchers.delete(connection)
+      throw err
+    }
+  }
+
+  unwatch (connection: Connection, topic: string): void {
+    const watched = this.#watched.get(topic)
+    if (watched === undefined || !watched.watchers.delete(connection) || watched.watchers.size > 0) return
+    this.#watched.delete(topic)
+    clearTimeout(watched.timer)
+    watched.ready
+      .then(async () => await this.#broker.unwatchPresence(topic, watched.listener))
+      .catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.broker_unwatch_failed'))
+  }
+
+  /** The topic's entries: this node's view when some connection here watches it, else one broker read. */
+  async entries (topic: string): Promise<Iterable<PresenceEntry>> {
+    const watched = this.#watched.get(topic)
+    if (watched !== undefined) {
+      try {
+        await watched.ready
+        if (watched.held === undefined) return watched.view.values()
+      } catch {}
+    }
+    return await this.#broker.presence(topic)
+  }
+
+  /** Waits for leaves still on their way to the broker. */
+  async close (): Promise<void> {
+    for (const watched of this.#watched.values()) clearTimeout(watched.timer)
+    await Promise.all(this.#leaving)
+  }
+
+  /** (Re)reads the whole view; what changed against the old one is sent like any diff. */
+  async #read (topic: string, watched: WatchedTopic): Promise<void> {
+    watched.held ??= []
+    let entries: PresenceEntry[]
+    try {
+      entries = await this.#broker.presence(topic)
+    } catch (err) {
+      // A resync that failed is tried again: the broker tells of its next recovery too.
+      watched.held = undefined
+      throw err
+    }
+    const fresh = new Map(entries.map((entry) => [entry.connection, entry]))
+    for (const [connection, entry] of watched.view) {
+      if (!fresh.has(connection)) this.#apply(watched, entry, false)
+    }
+    for (const entry of fresh.values()) this.#apply(watched, entry, true)
+    const held = watched.held
+    watched.held = undefined
+    for (const diff of held) this.#applyDiff(watched, diff)
+    this.#schedule(topic, watched)
+  }
+
+  #heard (topic: string, watched: WatchedTopic, diff: PresenceDiff | undefined): void {
+    if (this.#watched.get(topic) !== watched) return
+    if (diff === undefined) {
+      if (watched.held !== undefined) return
+      this.#read(topic, watched).catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.presence_resync_failed'))
+      return
+    }
+    if (watched.held !== undefined) {
+      watched.held.push(diff)
+      return
+    }
+    this.#applyDiff(watched, diff)
+    this.#schedule(topic, watched)
+  }
+
+  #applyDiff (watched: WatchedTopic, diff: PresenceDiff): void {
+    for (const entry of diff.leaves) this.#apply(watched, entry, false)
+    for (const entry of diff.joins) this.#apply(watched, entry, true)
+  }
+
+  #apply (watched: WatchedTopic, entry: PresenceEntry, present: boolean): void {
+    const before = watched.view.has(entry.connection)
+    if (before === present) return
+    if (present) watched.view.set(entry.connection, entry)
+    else watched.view.delete(entry.connection)
+    watched.pending.record(entry, before, present)
+  }
+
+  #schedule (topic: string, watched: WatchedTopic): void {
+    if (watched.pending.empty || watched.timer !== undefined) return
+    watched.timer = setTimeout(() => this.#flush(topic, watched), this.#windowMs)
+  }
+
+  /** One frame for every watcher, holding the window's net change. */
+  #flush (topic: string, watched: WatchedTopic): void {
+    watched.timer = undefined
+    const diff = watched.pending.take()
+    if (diff.joins.length === 0 && diff.leaves.length === 0) return
+    this.#metrics.presenceChanged(diff.joins.length, diff.leaves.length)
+    const text = new SharedText(presenceDiffFrame(topic, diff))
+    for (const connection of watched.watchers) connection.writeShared(text, PRESENCE_DIFF_TYPE)
+  }
+}
