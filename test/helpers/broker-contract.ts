@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { BrokerUnavailableError, compareOffsets, type Broker, type TopicEntry } from '../../plugin/index.js'
+import { BrokerUnavailableError, compareOffsets, type Broker, type PresenceDiff, type PresenceEntry, type TopicEntry } from '../../plugin/index.js'
 
 export interface BrokerContractOptions {
   /** A fresh broker keeping `historySize` entries per topic. */
   create: (historySize: number) => Promise<Broker>
   /** How long to wait for a delivery that crosses a network. */
   deliveryTimeoutMs?: number
+  /** Two nodes' brokers over one backend (the memory broker: one broker, as it serves one node). */
+  createPeers: () => Promise<[Broker, Broker]>
 }
+
+const entry = (connection: string, user: string, name: string): PresenceEntry => ({ connection, user, info: JSON.stringify({ name }) })
 
 /**
  * The behaviour every broker must have, run against each implementation so that routing code
@@ -125,6 +129,50 @@ export function brokerContract (name: string, options: BrokerContractOptions): v
     assert.notEqual(a.epoch, b.epoch)
   })
 
+  /** Every diff a listener hears on `topic`, with a wait for the next. */
+  async function hear (broker: Broker, topic: string): Promise<{ diffs: PresenceDiff[], waitFor: (n: number) => Promise<void>, stop: () => Promise<void> }> {
+    const diffs: PresenceDiff[] = []
+    const listener = (diff: PresenceDiff | undefined): void => { if (diff !== undefined) diffs.push(diff) }
+    await broker.watchPresence(topic, listener)
+    return {
+      diffs,
+      async waitFor (n) {
+        const deadline = Date.now() + timeout
+        while (diffs.length < n) {
+          if (Date.now() > deadline) throw new Error(`expected ${n} presence diffs, got ${JSON.stringify(diffs)}`)
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+      },
+      stop: async () => await broker.unwatchPresence(topic, listener)
+    }
+  }
+
+  const byConnection = (entries: PresenceEntry[]): PresenceEntry[] => [...entries].sort((a, b) => a.connection.localeCompare(b.connection))
+
+  test(`${name}: presence: a node's joins and leaves reach every node's listeners and reads, each change once`, async (t) => {
+    const [here, there] = await options.createPeers()
+    t.after(async () => { await Promise.all([here.close(), there.close()]) })
+    const heard = await hear(here, 'room:p')
+    const [ann, bob, bobToo] = [entry('c-ann', 'ann', 'Ann'), entry('c-bob', 'bob', 'Bob'), entry('c-bob2', 'bob', 'Bob')]
+    await there.updatePresence('room:p', { joins: [ann, bob], leaves: [] })
+    await heard.waitFor(1)
+    assert.deepEqual(byConnection(heard.diffs[0]!.joins), [ann, bob])
+    assert.deepEqual(heard.diffs[0]!.leaves, [])
+    // Announcing what is already there is no change; nor is a leave of what is not.
+    await there.updatePresence('room:p', { joins: [ann], leaves: [entry('c-nobody', 'nobody', '')] })
+    await here.updatePresence('room:p', { joins: [bobToo], leaves: [] })
+    await there.updatePresence('room:p', { joins: [], leaves: [ann] })
+    await heard.waitFor(3)
+    assert.deepEqual(heard.diffs.slice(1), [{ joins: [bobToo], leaves: [] }, { joins: [], leaves: [ann] }])
+    for (const broker of [here, there]) assert.deepEqual(byConnection(await broker.presence('room:p')), [bob, bobToo])
+    assert.deepEqual(await here.presence('room:other'), [], 'topics are independent')
+
+    await heard.stop()
+    await there.updatePresence('room:p', { joins: [], leaves: [bob] })
+    await eventually(async () => (await here.presence('room:p')).length === 1, timeout)
+    assert.equal(heard.diffs.length, 3, 'nothing after unwatching')
+  })
+
   test(`${name}: after close, calls fail with BrokerUnavailableError`, async () => {
     const broker = await options.create(10)
     assert.equal(broker.healthy, true)
@@ -132,5 +180,15 @@ export function brokerContract (name: string, options: BrokerContractOptions): v
     assert.equal(broker.healthy, false)
     await assert.rejects(broker.publish('x', { event: 'e', data: '1' }), BrokerUnavailableError)
     await assert.rejects(broker.position('x'), BrokerUnavailableError)
+    await assert.rejects(broker.updatePresence('x', { joins: [entry('c', 'u', 'U')], leaves: [] }), BrokerUnavailableError)
+    await assert.rejects(broker.presence('x'), BrokerUnavailableError)
   })
+}
+
+async function eventually (predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
 }

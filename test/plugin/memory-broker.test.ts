@@ -3,7 +3,13 @@ import { test } from 'node:test'
 import { compareOffsets, MemoryBroker } from '../../plugin/index.js'
 import { brokerContract } from '../helpers/broker-contract.js'
 
-brokerContract('MemoryBroker', { create: async (historySize) => new MemoryBroker({ historySize }) })
+brokerContract('MemoryBroker', {
+  create: async (historySize) => new MemoryBroker({ historySize }),
+  createPeers: async () => {
+    const broker = new MemoryBroker()
+    return [broker, broker]
+  }
+})
 
 test('MemoryBroker: offsets never go back when the clock does', async (t) => {
   const broker = new MemoryBroker()

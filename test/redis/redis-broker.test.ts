@@ -14,7 +14,11 @@ const shared = await startRedis({ after: (fn: () => Promise<void>) => after(fn) 
 // Each broker gets its own key prefix: a fresh namespace is a topic space whose history is gone.
 brokerContract('RedisBroker', {
   create: async (historySize) => await readyBroker({ url: shared.url, historySize, keyPrefix: `contract:${randomBytes(4).toString('hex')}:` }),
-  deliveryTimeoutMs: 2_000
+  deliveryTimeoutMs: 2_000,
+  createPeers: async () => {
+    const keyPrefix = `contract:${randomBytes(4).toString('hex')}:`
+    return [await readyBroker({ url: shared.url, keyPrefix }), await readyBroker({ url: shared.url, keyPrefix })]
+  }
 })
 
 async function readyBroker (options: RedisBrokerOptions): Promise<RedisBroker> {
