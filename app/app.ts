@@ -35,7 +35,7 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
   app.decorate('certificates', tlsPair === undefined ? null : serveTls(app, tlsPair))
   const broker = config.redisUrl === undefined
     ? new MemoryBroker({ historySize: config.historySize })
-    : await useRedis(app, config.redisUrl, config.historySize, config.upgradeRateLimit)
+    : await useRedis(app, config.redisUrl, config)
   await app.register(realtime, {
     broker,
     maxPayload: config.maxPayload,
@@ -51,6 +51,7 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
     addressMessagesPerSecond: config.addressMessagesPerSecond,
     allowedOrigins: config.allowedOrigins,
     drainMs: config.drainMs,
+    presenceWindowMs: config.presenceWindowMs,
     traceSampleRatio: config.traceSampleRatio,
     authenticate: config.authSecret === undefined ? undefined : jwtAuthenticator(config.authSecret),
     asyncapi: { info: { title: 'fastify-realtime chat example', version: APP_VERSION } }
@@ -73,8 +74,9 @@ export async function buildApp (config: AppConfig, logStream?: LogStream): Promi
  * With Redis, topics span nodes and the upgrade rate limit counts across them: the limiter is
  * registered here with Redis as its store, and the plugin uses it rather than its own.
  */
-async function useRedis (app: FastifyInstance, url: string, historySize: number | undefined, upgradeRateLimit: number | undefined): Promise<RedisBroker> {
-  const broker = new RedisBroker({ url, historySize, log: app.log.child({ component: 'broker' }) })
+async function useRedis (app: FastifyInstance, url: string, config: AppConfig): Promise<RedisBroker> {
+  const { upgradeRateLimit } = config
+  const broker = new RedisBroker({ url, historySize: config.historySize, presenceLeaseMs: config.presenceLeaseMs, log: app.log.child({ component: 'broker' }) })
   if (upgradeRateLimit !== undefined && upgradeRateLimit > 0) {
     const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1_000 })
     redis.on('error', () => {})

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
+import type { RealtimeConnection } from '../plugin/index.js'
 
 /** Room names as they appear in topics `room:<name>`. */
 export const ROOM_PATTERN = '^[a-z0-9-]{1,32}$'
@@ -19,19 +20,32 @@ export const ChatMessage = Type.Object({
   ts: Type.Integer()
 })
 
-/** The chat route: `echo` answers in kind, `say` publishes to a room's topic. */
+/** What each member of a room shows the others. */
+export const MemberInfo = Type.Object({ name: Type.String() })
+
+/** The name a connection speaks and appears under: its user id, or a short anonymous one. */
+function displayName (connection: RealtimeConnection): string {
+  return connection.identity?.id ?? `anon-${connection.id.slice(0, 8)}`
+}
+
+/** The chat route: `echo` answers in kind, `say` publishes to a room's topic, rooms have presence. */
 export function declareChatRoute (app: FastifyInstance) {
   return app
     .wsRoute('/ws', {
       events: { message: ChatMessage },
-      authorizeSubscribe: (topic) => ROOM_TOPIC.test(topic)
+      authorizeSubscribe: (topic) => ROOM_TOPIC.test(topic),
+      presence: {
+        info: MemberInfo,
+        member: (connection) => ({ name: displayName(connection) }),
+        authorize: (topic) => ROOM_TOPIC.test(topic)
+      }
     })
     .message('echo', { data: EchoData, reply: EchoReply }, (data) => ({ text: data.text }))
     .message('say', { data: SayData, reply: SayReply }, async (data, { connection, publish }) => {
       const { offset } = await publish(`room:${data.room}`, 'message', {
         room: data.room,
         text: data.text,
-        from: connection.identity?.id ?? `anon-${connection.id.slice(0, 8)}`,
+        from: displayName(connection),
         ts: Date.now()
       })
       return { offset }

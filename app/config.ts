@@ -21,6 +21,7 @@ export interface AppConfig {
   addressMessagesPerSecond: number | undefined
   allowedOrigins: string[] | undefined
   drainMs: number | undefined
+  presenceWindowMs: number | undefined
   /** Names the service in traces (`OTEL_SERVICE_NAME`) and the `service` label of logs in Loki. */
   serviceName: string
   /** The plugin's `traceSampleRatio`, from the OTel sampler's variables (`traceSampleRatio`). */
@@ -33,6 +34,8 @@ export interface AppConfig {
   redisUrl: string | undefined
   /** Entries each topic keeps for clients that resume. */
   historySize: number | undefined
+  /** With Redis: how long a node's presence entries outlive its last renewal. */
+  presenceLeaseMs: number | undefined
   /** Set, the app serves https:// and wss:// (`app/tls.ts`); unset, plain http:// and ws://. */
   tls: TlsConfig | undefined
 }
@@ -84,12 +87,14 @@ export function loadConfig (env: NodeJS.ProcessEnv): AppConfig {
     addressMessagesPerSecond: integer(env, 'WS_ADDRESS_MESSAGES_PER_SECOND', 0),
     allowedOrigins: origins(env.WS_ALLOWED_ORIGINS),
     drainMs: integer(env, 'WS_DRAIN_MS', 0),
+    presenceWindowMs: integer(env, 'WS_PRESENCE_WINDOW_MS', 1),
     serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME,
     traceSampleRatio: traceSampleRatio(env),
     environment: nonEmpty(env.DEPLOYMENT_ENV) ?? 'development',
     lokiUrl: httpUrl(env, 'LOKI_URL'),
     redisUrl: redisUrl(env.REDIS_URL),
     historySize: integer(env, 'BROKER_HISTORY_SIZE', 1),
+    presenceLeaseMs: integer(env, 'BROKER_PRESENCE_LEASE_MS', 1),
     tls: tlsConfig(env)
   }
 }

@@ -1,10 +1,11 @@
 import { compareOffsets } from '../protocol/offsets.js'
 import { CloseCode, ErrorCode } from '../protocol/codes.js'
-import { SUBPROTOCOL } from '../protocol/frames.js'
+import { MAX_PRESENCE_LIMIT, PRESENCE_DIFF_TYPE, SUBPROTOCOL } from '../protocol/frames.js'
 import { backoffDelay, type BackoffOptions } from '../protocol/backoff.js'
 import { closePolicy, type ClosePolicy } from '../protocol/close-policy.js'
 import { ClientErrorCode, RealtimeClientError } from './errors.js'
-import type { AnyRoute, EventName, MessageReply, MessageType, OptionalDataArgs, RouteShape, TopicEvent } from './types.js'
+import { PresenceState, type PresenceDiffData, type PresenceReply, type PresenceUpdate } from './presence.js'
+import type { AnyRoute, EventName, MessageReply, MessageType, OptionalDataArgs, PresenceInfo, RouteShape, TopicEvent } from './types.js'
 
 /** `connecting` (first attempt) → `open` → `reconnecting` (after a drop) → `closed` (for good). */
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed'
@@ -56,7 +57,12 @@ type RequestArgs<R extends RouteShape, K extends MessageType<R>> =
   [...OptionalDataArgs<R, K>] extends [data?: undefined] ? [data?: undefined, options?: RequestOptions] : [data: OptionalDataArgs<R, K>[0], options?: RequestOptions]
 
 /** What a subscription hears besides its events. */
-export interface SubscribeOptions {
+export interface SubscribeOptions<Info = unknown> {
+  /**
+   * The topic's members, kept current: called with the whole membership once it is read, then
+   * after every change, and read afresh after each reconnect (who left meanwhile is in `left`).
+   */
+  presence?: (update: PresenceUpdate<Info>) => void
   /** After a reconnect, the server could not replay everything since the last offset: refetch state. */
   onRecoveryFailed?: (topic: string) => void
   /** After a reconnect, the server refused the subscription for good (e.g. `FORBIDDEN`): it has ended. */
@@ -79,7 +85,8 @@ interface Queued {
 
 interface TopicState<R extends RouteShape> {
   handlers: Set<(event: TopicEvent<R>) => void>
-  options: SubscribeOptions
+  options: SubscribeOptions<PresenceInfo<R>>
+  presence: PresenceState<PresenceInfo<R>> | undefined
   last: string | undefined
   epoch: string | undefined
   /** Settled by the first `$subscribe` answer. */
@@ -181,7 +188,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
    * Subscribes to a topic: resolves once the server accepted it. After every reconnect the
    * client subscribes again from the last offset it saw; events at or below it are dropped.
    */
-  async subscribe (topic: string, handler: (event: TopicEvent<R>) => void, options: SubscribeOptions = {}): Promise<() => void> {
+  async subscribe (topic: string, handler: (event: TopicEvent<R>) => void, options: SubscribeOptions<PresenceInfo<R>> = {}): Promise<() => void> {
     let state = this.#topics.get(topic)
     const unsubscribe = (): void => {
       const current = this.#topics.get(topic)
@@ -195,7 +202,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       state.handlers.add(handler)
       return unsubscribe
     }
-    state = { handlers: new Set([handler]), options, last: undefined, epoch: undefined, ready: undefined }
+    state = { handlers: new Set([handler]), options, presence: options.presence === undefined ? undefined : new PresenceState(topic), last: undefined, epoch: undefined, ready: undefined }
     this.#topics.set(topic, state)
     const created = state
     await new Promise<void>((resolve, reject) => {
@@ -203,6 +210,11 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (this.#state === 'open') this.#subscribeOn(topic, created)
     })
     return unsubscribe
+  }
+
+  /** Reads a topic's presence once: the counts, and up to `limit` members unless `count` is set. */
+  async presence (topic: string, options: { count?: boolean, limit?: number } = {}): Promise<PresenceReply<PresenceInfo<R>>> {
+    return await this.#request('$presence', { topic, ...options })
   }
 
   /** Closes for good: no reconnection; pending requests fail with `CLOSED`. */
@@ -291,6 +303,10 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       this.#topicEvent(frame)
       return
     }
+    if (frame.type === PRESENCE_DIFF_TYPE) {
+      this.#presenceDiff(frame)
+      return
+    }
     for (const listener of this.#eventListeners.get(frame.type) ?? []) listener(frame.data)
   }
 
@@ -341,11 +357,15 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   }
 
   #subscribeOn (topic: string, state: TopicState<R>): void {
-    const data: { topic: string, since?: string, epoch?: string } = { topic }
+    const data: { topic: string, since?: string, epoch?: string, presence?: boolean } = { topic }
     const resuming = state.last !== undefined
     if (resuming) {
       data.since = state.last
       data.epoch = state.epoch
+    }
+    if (state.presence !== undefined) {
+      data.presence = true
+      state.presence.resubscribed()
     }
     this.#request('$subscribe', data).then((reply: { offset: string, epoch: string, recovered: boolean }) => {
       if (this.#topics.get(topic) !== state) return
@@ -357,6 +377,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (resuming && !reply.recovered) state.options.onRecoveryFailed?.(topic)
       state.ready?.resolve()
       state.ready = undefined
+      if (state.presence !== undefined) this.#readPresence(topic, state)
     }, (err: RealtimeClientError) => {
       if (this.#topics.get(topic) !== state) return
       // A lost connection is retried on the next `$welcome`.
@@ -375,6 +396,31 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       else state.options.onError?.(topic, err)
       state.ready = undefined
     })
+  }
+
+  /** The snapshot that diffs (held meanwhile) apply to; asked again when it cannot be had now. */
+  #readPresence (topic: string, state: TopicState<R>): void {
+    const socket = this.#socket
+    this.presence(topic, { limit: MAX_PRESENCE_LIMIT }).then((reply) => {
+      if (this.#topics.get(topic) !== state || state.presence === undefined) return
+      state.options.presence?.(state.presence.snapshot(reply))
+    }, (err: RealtimeClientError) => {
+      if (this.#topics.get(topic) !== state) return
+      if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.QUEUE_FULL || err.code === ClientErrorCode.CLOSED) return
+      if (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.RATE_LIMITED || err.code === ClientErrorCode.TIMEOUT) {
+        setTimeout(() => {
+          if (socket === this.#socket && this.#state === 'open' && this.#topics.get(topic) === state) this.#readPresence(topic, state)
+        }, err.retryAfterMs ?? backoffDelay(1, this.#options.backoff) + 100)
+        return
+      }
+      state.options.onError?.(topic, err)
+    })
+  }
+
+  #presenceDiff (frame: Frame): void {
+    const state = this.#topics.get(frame.topic as string)
+    const update = state?.presence?.diff(frame.data as PresenceDiffData<PresenceInfo<R>>)
+    if (update !== undefined) state?.options.presence?.(update)
   }
 
   #topicEvent (frame: Frame): void {

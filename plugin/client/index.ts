@@ -6,4 +6,5 @@ export { RealtimeClient, type ClientOptions, type ClientState, type SubscribeOpt
 export { ClientErrorCode, RealtimeClientError, type ClientErrorCodeName } from './errors.js'
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../protocol/backoff.js'
 export { closePolicy, type ClosePolicy } from '../protocol/close-policy.js'
-export type { AnyRoute, EventName, MessageData, MessageReply, MessageType, RouteShape, TopicEvent } from './types.js'
+export type { AnyRoute, EventName, MessageData, MessageReply, MessageType, PresenceInfo, RouteShape, TopicEvent } from './types.js'
+export type { PresenceMember, PresenceReply, PresenceUpdate } from './presence.js'

@@ -31,6 +31,9 @@ export type MessageReply<R extends RouteShape, K extends MessageType<R>> =
 
 export type EventName<R extends RouteShape> = keyof Events<R> & string
 
+/** What a member of the route's presence shows of itself: its `presence.info` schema's type. */
+export type PresenceInfo<R extends RouteShape> = R['types'] extends { presence: infer P extends TSchema } ? Static<P> : unknown
+
 /** A server event as a subscription handler receives it. */
 export type TopicEvent<R extends RouteShape> = {
   [K in EventName<R>]: { event: K, data: Static<Events<R>[K]>, topic: string, offset: string }
