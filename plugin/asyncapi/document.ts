@@ -4,10 +4,10 @@
  * protocol command, a `send` operation per event, `$welcome` and `$error`, and the close codes.
  */
 import { ErrorCode } from '../protocol/codes.js'
-import { SUBPROTOCOL } from '../protocol/frames.js'
+import { PRESENCE_DIFF_TYPE, SUBPROTOCOL } from '../protocol/frames.js'
 import type { CompiledMessage, CompiledRoute } from '../messages/compile.js'
 import { CLOSE_CODE_MEANINGS, ERROR_CODE_MEANINGS } from './codes.js'
-import { clientMessage, errorMessage, eventMessage, replyMessage, toJsonSchema, welcomeMessage, type JsonSchema } from './envelopes.js'
+import { clientMessage, errorMessage, eventMessage, presenceDiffMessage, replyMessage, toJsonSchema, welcomeMessage, type JsonSchema } from './envelopes.js'
 
 export const ASYNCAPI_VERSION = '3.0.0'
 
@@ -43,7 +43,7 @@ export interface AsyncApiDocument {
 /** What the document needs to know beyond the routes. */
 export interface DocumentSources {
   routes: readonly CompiledRoute[]
-  /** `$subscribe`, `$unsubscribe`, `$ping`: answered on every route. */
+  /** `$subscribe`, `$unsubscribe`, `$presence`, `$ping`: answered on every route that has what they need. */
   commands: Map<string, CompiledMessage>
   authenticated: boolean
   originRestricted: boolean
@@ -179,6 +179,7 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
   }
   for (const [type, compiled] of sources.commands) {
     if (TOPIC_COMMANDS.has(type) && route.authorizeSubscribe === undefined) continue
+    if (type === '$presence' && route.presence === undefined) continue
     const key = keyOf(type)
     receive(type, `protocol.${key}`, `protocol.${key}`, compiled, COMMAND_SUMMARIES[type] ?? `The protocol command \`${type}\`.`, true)
   }
@@ -192,6 +193,15 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
       payload: eventMessage(name, toJsonSchema(compiled.schema))
     })
     send(local, `Pushes \`${name}\`.`)
+  }
+  if (route.presence !== undefined) {
+    use('protocol.presence.diff', uniqueKey(messages, `${prefix}.presence.diff`), {
+      name: PRESENCE_DIFF_TYPE,
+      title: PRESENCE_DIFF_TYPE,
+      summary: 'Who joined and left a topic, to connections that subscribed with `presence: true`.',
+      payload: presenceDiffMessage(toJsonSchema(route.presence.info))
+    })
+    send('protocol.presence.diff', `Tells a topic's presence watchers who joined and left, coalesced over \`presenceWindowMs\`.`)
   }
   if (typeof route.binary === 'function') {
     use('protocol.binary', 'protocol.binary', { name: 'binary', title: 'binary frame', contentType: 'application/octet-stream', payload: { type: 'string', format: 'binary' } })
@@ -214,6 +224,7 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
 const COMMAND_SUMMARIES: Record<string, string> = {
   $subscribe: 'Joins a topic; with `since` (and `epoch`) the server first replays what was missed, and `recovered` says whether all of it was.',
   $unsubscribe: 'Leaves a topic.',
+  $presence: 'Reads a topic\'s presence across every node: the counts of users and connections, and up to `limit` members unless `count` is set.',
   $ping: 'An application heartbeat for clients that cannot see protocol pings (browsers); answered with an empty `$reply`.'
 }
 

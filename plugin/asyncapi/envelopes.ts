@@ -5,7 +5,7 @@
 import type { TSchema } from 'typebox'
 import { OFFSET_PATTERN } from '../protocol/offsets.js'
 import { APPLICATION_CODE } from '../protocol/codes.js'
-import { TRACEPARENT } from '../protocol/frames.js'
+import { PRESENCE_DIFF_TYPE, TRACEPARENT } from '../protocol/frames.js'
 
 export type JsonSchema = Record<string, unknown>
 
@@ -98,4 +98,25 @@ export function welcomeMessage (): JsonSchema {
       }
     }
   }, ['data'])
+}
+
+/** `$presence.diff`: a topic's joins (with each member's `info`, as the route's schema gives it) and leaves since the last one. */
+export function presenceDiffMessage (info: JsonSchema): JsonSchema {
+  const entry = (withInfo: boolean): JsonSchema => ({
+    type: 'object',
+    required: withInfo ? ['user', 'connection', 'info'] : ['user', 'connection'],
+    properties: {
+      user: { type: 'string', description: 'The identity\'s id, or the connection\'s own for anonymous connections.' },
+      connection: { type: 'string', description: 'The member\'s connection: a user present on several connections has an entry for each.' },
+      ...(withInfo ? { info } : {})
+    }
+  })
+  return envelope(PRESENCE_DIFF_TYPE, {
+    topic: { type: 'string' },
+    data: {
+      type: 'object',
+      required: ['joins', 'leaves'],
+      properties: { joins: { type: 'array', items: entry(true) }, leaves: { type: 'array', items: entry(false) } }
+    }
+  }, ['topic', 'data'])
 }

@@ -9,7 +9,7 @@ import { DiagnosticSeverity, Parser, type OperationInterface } from '@asyncapi/p
 import Fastify from 'fastify'
 import { Type } from 'typebox'
 import { parse as parseYaml } from 'yaml'
-import { EchoData, EchoReply, ChatMessage, SayData, SayReply } from '../../app/chat-route.js'
+import { EchoData, EchoReply, ChatMessage, MemberInfo, SayData, SayReply } from '../../app/chat-route.js'
 import realtime, { asyncApiYaml, type AsyncApiDocument } from '../../plugin/index.js'
 import { startApp } from '../helpers/app.js'
 
@@ -66,9 +66,14 @@ test('the example app serves an AsyncAPI 3.0 document the parser accepts, with e
   // Events the server pushes, and the protocol's own frames.
   assert.deepEqual(payloadOf(document, 'ws.event.message').properties.data, json(ChatMessage))
   assert.ok(parsed.operations().get('ws.send.event.message')!.isSend())
-  for (const command of ['subscribe', 'unsubscribe', 'ping']) {
+  for (const command of ['subscribe', 'unsubscribe', 'presence', 'ping']) {
     assert.ok(parsed.operations().get(`ws.receive.protocol.${command}`)!.isReceive(), command)
   }
+  // Presence: the diffs carry each member's info as the route's schema declares it.
+  assert.ok(parsed.operations().get('ws.send.protocol.presence.diff')!.isSend())
+  const diff = payloadOf(document, 'ws.presence.diff').properties.data as { properties: { joins: { items: { properties: { info: unknown } } } } }
+  assert.deepEqual(diff.properties.joins.items.properties.info, json(MemberInfo))
+  assert.ok('presence' in (payloadOf(document, 'protocol.subscribe').properties.data as Payload).properties)
   assert.ok(parsed.operations().get('ws.send.protocol.welcome')!.isSend())
   const error = document.components.messages['protocol.error'] as { 'x-error-codes': Record<string, string>, description: string }
   for (const code of ['INVALID_JSON', 'VALIDATION_FAILED', 'RATE_LIMITED', 'UNAVAILABLE']) {

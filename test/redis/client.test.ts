@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
 import type { ChatRoute } from '../../app/chat-route.js'
-import { backoffDelay, closePolicy, RealtimeClient, RealtimeClientError, type ClientState } from '../../plugin/client/index.js'
+import { backoffDelay, closePolicy, RealtimeClient, RealtimeClientError, type ClientState, type PresenceUpdate } from '../../plugin/client/index.js'
 import { startApp } from '../helpers/app.js'
 import { startRedis, freePort } from '../helpers/redis.js'
 import { eventually, startServer } from '../helpers/server.js'
@@ -216,4 +216,49 @@ test('client: after a restart, 60 subscriptions come back within the message bud
   assert.equal(says, '60', 'the timed-out request never reached the server')
   const limited = /^ws_rate_limited_total\{route="\/ws",scope="message"\} (\d+)$/m.exec(metrics)?.[1]
   assert.equal(limited, '0', 'the 60 resubscriptions were paced under the budget, not refused and retried')
+})
+
+test('client presence with Redis: members kept current across nodes; after its node restarts (1012) the client re-reads them, with who came and went meanwhile', async (t) => {
+  const secret = 'a-presence-test-secret-that-is-long-enough'
+  const sign = createSigner({ key: secret, algorithm: 'HS256' })
+  const redis = await startRedis(t)
+  const env = { ...RESTART_ENV, REDIS_URL: redis.url, AUTH_SECRET: secret, WS_PRESENCE_WINDOW_MS: '20' }
+  const port = await freePort()
+  let nodeA = await startApp(t, env, { port })
+  const nodeB = await startApp(t, env)
+  const as = (user: string, url: string): RealtimeClient<ChatRoute> => {
+    const client = new RealtimeClient<ChatRoute>(url, { WebSocket, backoff: FAST, getToken: () => sign({ sub: user, exp: Math.floor(Date.now() / 1000) + 60 }) })
+    t.after(() => client.close())
+    return client
+  }
+  const namesIn = (update: PresenceUpdate<{ name: string }> | undefined): string[] =>
+    [...(update?.members.values() ?? [])].map((member) => [...member.connections.values()][0]!.name).sort()
+  const heard = { alice: [] as Array<PresenceUpdate<{ name: string }>>, bob: [] as Array<PresenceUpdate<{ name: string }>> }
+  const alice = as('alice', `ws://127.0.0.1:${port}/ws`)
+  const bob = as('bob', `${nodeB.wsUrl}/ws`)
+  const carol = as('carol', `ws://127.0.0.1:${port}/ws`)
+  await alice.subscribe('room:here', () => {}, { presence: (update) => heard.alice.push(update) })
+  await bob.subscribe('room:here', () => {}, { presence: (update) => heard.bob.push(update) })
+  await carol.subscribe('room:here', () => {})
+  await eventually(() => namesIn(heard.alice.at(-1)).join() === 'alice,bob,carol' && namesIn(heard.bob.at(-1)).join() === 'alice,bob,carol', 3_000, 'everyone to see everyone')
+  assert.deepEqual(heard.alice.flatMap((update) => update.joined.map((member) => member.user)).sort(), ['alice', 'bob', 'carol'], 'each joined once')
+
+  carol.close()
+  await eventually(() => namesIn(heard.alice.at(-1)).join() === 'alice,bob', 3_000, 'carol to leave')
+  assert.deepEqual(heard.alice.at(-1)!.left.map((member) => member.user), ['carol'])
+
+  // Alice's node restarts; dave arrives on the other node meanwhile.
+  await nodeA.app.realtime.drain()
+  await nodeA.app.close()
+  await eventually(() => alice.state === 'reconnecting', 2_000, 'alice to notice')
+  const dave = as('dave', `${nodeB.wsUrl}/ws`)
+  await dave.subscribe('room:here', () => {})
+  await eventually(() => namesIn(heard.bob.at(-1)).join() === 'bob,dave', 3_000, 'bob to see alice gone and dave come')
+  const beforeRestart = heard.alice.length
+  nodeA = await startApp(t, env, { port })
+  await eventually(() => alice.state === 'open' && namesIn(heard.alice.at(-1)).join() === 'alice,bob,dave', 5_000, 'alice to re-read the room')
+  const reread = heard.alice.slice(beforeRestart)
+  assert.ok(reread.some((update) => update.joined.some((member) => member.user === 'dave')), 'dave, who came meanwhile, is among the joined')
+  assert.deepEqual(await alice.presence('room:here', { count: true }), { topic: 'room:here', users: 3, connections: 3 })
+  await eventually(() => namesIn(heard.bob.at(-1)).join() === 'alice,bob,dave', 3_000, 'bob to see alice back')
 })

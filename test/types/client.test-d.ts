@@ -3,7 +3,7 @@
  * the example app's route accepts its messages and payloads and rejects anything else.
  */
 import { WebSocket } from 'ws'
-import { ClientErrorCode, RealtimeClient, RealtimeClientError, type ClientErrorCodeName, type ClientState } from '../../plugin/client/index.js'
+import { ClientErrorCode, RealtimeClient, RealtimeClientError, type ClientErrorCodeName, type ClientState, type PresenceInfo, type PresenceReply, type PresenceUpdate } from '../../plugin/client/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -51,3 +51,21 @@ try {
 // Untyped, any route: anything goes, for quick scripts.
 const loose = new RealtimeClient('ws://localhost:3000/ws')
 await loose.request('anything', { at: 'all' })
+
+// Presence is typed from the route's info schema.
+await client.subscribe('room:lobby', () => {}, {
+  presence: (update) => {
+    expectType<Equal<typeof update, PresenceUpdate<{ name: string }>>>()
+    for (const member of update.members.values()) {
+      const name: string = [...member.connections.values()][0]!.name
+      // @ts-expect-error the info has no such field
+      void [...member.connections.values()][0]!.age
+      void name
+    }
+  }
+})
+const room = await client.presence('room:lobby', { limit: 10 })
+expectType<Equal<typeof room, PresenceReply<{ name: string }>>>()
+expectType<Equal<PresenceInfo<ChatRoute>, { name: string }>>()
+// @ts-expect-error count is a boolean
+await client.presence('room:lobby', { count: 'yes' })

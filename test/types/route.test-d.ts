@@ -3,7 +3,7 @@
  * `@ts-expect-error` line must be an error (wrong payloads are rejected). Never run.
  */
 import Fastify from 'fastify'
-import { Type } from 'typebox'
+import { Type, type Static } from 'typebox'
 import type { Sampler } from '@opentelemetry/api'
 import { AlwaysOnSampler } from '@opentelemetry/sdk-trace-base'
 import realtime, { RealtimeError, realtimeSampler, type AsyncApiDocument, type MessageContext, type RealtimeConnection, type TopicPosition } from '../../plugin/index.js'
@@ -126,3 +126,23 @@ await Fastify().register(realtime, { asyncapi: false })
 await Fastify().register(realtime, { asyncapi: { info: { title: 'chat', version: '2.0.0' } } })
 // @ts-expect-error `true` is not an option: the document is served unless it is `false`
 await Fastify().register(realtime, { asyncapi: true })
+
+// Presence: the member function must return the info schema's type; the route carries it for clients.
+const withPresence = app.wsRoute('/presence', {
+  authorizeSubscribe: () => true,
+  presence: {
+    info: Type.Object({ name: Type.String(), away: Type.Boolean() }),
+    member: (connection, topic) => ({ name: String(connection.identity?.id ?? topic), away: false }),
+    authorize: async (topic) => topic.startsWith('room:')
+  }
+})
+expectType<Equal<Static<typeof withPresence.types.presence>, { name: string, away: boolean }>>()
+app.wsRoute('/presence-wrong', {
+  presence: {
+    info: Type.Object({ name: Type.String() }),
+    // @ts-expect-error the member's info must match its schema
+    member: () => ({ name: 1 }),
+    authorize: () => true
+  }
+})
+await Fastify().register(realtime, { presenceWindowMs: 50 })
