@@ -20,8 +20,9 @@ export default [
   stage(['plugin/protocol/**'], '^\\.\\./', 'protocol/ is the wire contract shared by server and client: it imports nothing else of the plugin.', { allowTypeImports: false }),
   stage(['plugin/client/**'], '^\\.\\./(?!protocol/)', 'client/ runs in browsers: it imports protocol/ only.', { allowTypeImports: false }),
   stage(['plugin/broker/**', 'plugin/telemetry/**'], '^\\.\\./(?!protocol/|defaults\\.js$|errors\\.js$)', 'broker/ and telemetry/ are transports: they import protocol/, defaults and errors only.'),
-  stage(['plugin/messages/**'], `^\\.\\./(topics|connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'messages/ comes before topics/, connection/ and upgrade/: take what it needs as arguments.'),
-  stage(['plugin/topics/**'], `^\\.\\./(connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'topics/ comes before connection/ and upgrade/.'),
+  stage(['plugin/messages/**'], `^\\.\\./(topics|presence|connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'messages/ comes before topics/, presence/, connection/ and upgrade/: take what it needs as arguments.'),
+  stage(['plugin/topics/**'], `^\\.\\./(presence|connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'topics/ comes before presence/, connection/ and upgrade/: take what it needs as arguments.'),
+  stage(['plugin/presence/**'], `^\\.\\./(connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'presence/ comes before connection/ and upgrade/.'),
   stage(['plugin/connection/**'], `^\\.\\./(upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'connection/ comes before upgrade/.'),
   stage(['plugin/upgrade/**', 'plugin/asyncapi/**'], `^\\.\\./(client)/|^\\.\\./${TOP}`, 'upgrade/ and asyncapi/ import the stages below them, never the plugin\'s entry or the client.'),
   stage(['plugin/*.ts'], '^\\.\\./|^\\./client/', 'the plugin imports no application, test or client code.')

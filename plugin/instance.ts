@@ -11,6 +11,7 @@ import { createTopicCommands } from './topics/commands.js'
 import { TopicHub } from './topics/hub.js'
 import { createPresenceCommand } from './presence/commands.js'
 import { PresenceHub } from './presence/hub.js'
+import { membershipFor } from './presence/membership.js'
 import { createPublisher, type Publish } from './topics/publish.js'
 import type { Identity } from './types.js'
 
@@ -64,7 +65,7 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
       maxNestingDepth: options.maxNestingDepth,
       traceSampleRatio: options.traceSampleRatio,
       commands: new Map([
-        ...createTopicCommands(hub, presence, options.maxSubscriptionsPerConnection),
+        ...createTopicCommands(hub, { hub: presence, membershipFor }, options.maxSubscriptionsPerConnection),
         ['$presence', createPresenceCommand(presence)],
         ['$ping', createPingCommand()]
       ]),

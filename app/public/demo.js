@@ -6,6 +6,7 @@ const stateEl = document.getElementById('state')
 const reconnectsEl = document.getElementById('reconnects')
 const joinedEl = document.getElementById('joined')
 const messagesEl = document.getElementById('messages')
+const membersEl = document.getElementById('members')
 const roomInput = document.getElementById('room')
 const textInput = document.getElementById('text')
 
@@ -39,13 +40,37 @@ function show (text, from, className) {
   messagesEl.scrollTop = messagesEl.scrollHeight
 }
 
+// Each callback carries the whole membership, so the list is redrawn rather than patched.
+function showMembers (members) {
+  const items = [...members.values()].map((member) => {
+    const [info] = member.connections.values()
+    const name = info?.name ?? member.user
+    const item = document.createElement('li')
+    item.textContent = name
+    if (member.connections.size > 1) item.textContent += ` · ${member.connections.size} connections`
+    // The connection id changes on every reconnect; the client's is current by the time presence is read.
+    if (member.connections.has(client.connectionId)) {
+      item.className = 'self'
+      item.textContent += ' (you)'
+    }
+    return { name, item }
+  })
+  items.sort((a, b) => a.name.localeCompare(b.name))
+  membersEl.replaceChildren(...items.map(({ item }) => item))
+}
+
 document.getElementById('join').addEventListener('submit', async (event) => {
   event.preventDefault()
   unsubscribe?.()
   room = roomInput.value
+  const topic = `room:${room}`
   messagesEl.replaceChildren()
+  membersEl.replaceChildren()
   try {
-    unsubscribe = await client.subscribe(`room:${room}`, (message) => show(message.data.text, message.data.from), {
+    unsubscribe = await client.subscribe(topic, (message) => show(message.data.text, message.data.from), {
+      // A room switched away from before its subscription settled is still subscribed: its
+      // updates must not overwrite the list of the room now shown.
+      presence: (update) => { if (update.topic === `room:${room}`) showMembers(update.members) },
       onRecoveryFailed: () => show('Some messages could not be recovered after reconnecting.', null, 'error')
     })
     joinedEl.textContent = `In room ${room}.`

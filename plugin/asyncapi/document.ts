@@ -201,7 +201,7 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
       summary: 'Who joined and left a topic, to connections that subscribed with `presence: true`.',
       payload: presenceDiffMessage(toJsonSchema(route.presence.info))
     })
-    send('protocol.presence.diff', `Tells a topic's presence watchers who joined and left, coalesced over \`presenceWindowMs\`.`)
+    send('protocol.presence.diff', 'Tells a topic\'s presence watchers who joined and left, coalesced over `presenceWindowMs`.')
   }
   if (typeof route.binary === 'function') {
     use('protocol.binary', 'protocol.binary', { name: 'binary', title: 'binary frame', contentType: 'application/octet-stream', payload: { type: 'string', format: 'binary' } })

@@ -8,7 +8,14 @@ import { RealtimeError } from '../messages/realtime-error.js'
 import { compileMessage, type CompiledMessage } from '../messages/compile.js'
 import type { TopicHub } from './hub.js'
 import type { PresenceHub } from '../presence/hub.js'
-import { membershipFor } from '../presence/membership.js'
+import type { PresenceMembership } from '../presence/membership.js'
+
+/** Presence as `$subscribe` needs it, handed in: presence/ comes after topics/. */
+export interface SubscribePresence {
+  hub: PresenceHub
+  /** What the subscription makes of presence: see `membershipFor` in presence/membership.ts. */
+  membershipFor: (connection: Connection, topic: string, watch: boolean) => Promise<PresenceMembership | undefined>
+}
 
 /** Topic names: any non-empty string up to `MAX_TOPIC_LENGTH` characters; routes decide which are allowed. */
 export const TopicName = Type.String({ minLength: 1, maxLength: MAX_TOPIC_LENGTH })
@@ -35,7 +42,7 @@ const UnsubscribeReply = Type.Object({ topic: Type.String() })
  * `$subscribe` and `$unsubscribe`, dispatched like declared messages. A subscription on a topic
  * with presence joins it once it is live; if that fails, the subscription is undone.
  */
-export function createTopicCommands (hub: TopicHub, presence: PresenceHub, maxSubscriptions: number = DEFAULTS.maxSubscriptionsPerConnection): Map<string, CompiledMessage> {
+export function createTopicCommands (hub: TopicHub, presence: SubscribePresence, maxSubscriptions: number = DEFAULTS.maxSubscriptionsPerConnection): Map<string, CompiledMessage> {
   const subscribe = compileMessage(
     { data: SubscribeData, reply: SubscribeReply },
     async (data: { topic: string, since?: string, epoch?: string, presence?: boolean }, { connection }) => {
@@ -47,12 +54,12 @@ export function createTopicCommands (hub: TopicHub, presence: PresenceHub, maxSu
       if (!conn.subscriptions.has(data.topic) && conn.subscriptions.size >= maxSubscriptions) {
         throw new RealtimeError(ErrorCode.FORBIDDEN, `a connection may hold at most ${maxSubscriptions} topics`)
       }
-      const membership = await membershipFor(conn, data.topic, data.presence === true)
+      const membership = await presence.membershipFor(conn, data.topic, data.presence === true)
       const result = await hub.subscribe(conn, data.topic, data.since, data.epoch, membership)
       // Superseded meanwhile: the newer subscription makes its own membership.
       if (membership === undefined || conn.subscriptions.get(data.topic)?.presence !== membership) return result
       try {
-        await membership.enter(presence, conn, data.topic)
+        await membership.enter(presence.hub, conn, data.topic)
       } catch (err) {
         if (conn.subscriptions.get(data.topic)?.presence === membership) hub.unsubscribe(conn, data.topic)
         throw err

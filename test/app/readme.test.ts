@@ -54,7 +54,7 @@ test('the README option table states the defaults the code uses', () => {
   const rows = tableRows(readme, 'option')
   const documented = ['maxPayload', 'heartbeatMs', 'idleTimeoutMs', 'maxConnections', 'maxBufferedBytes', 'upgradeRateLimit',
     'messagesPerSecond', 'identityMessagesPerSecond', 'addressMessagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxFragments',
-    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection', 'headersTimeoutMs'] as const
+    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection', 'headersTimeoutMs', 'presenceWindowMs'] as const
   for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
   for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics', 'asyncapi']) assert.ok(rows.has(name), name)
   // Computed at register from the open-files limit, so the table names the rule, not a number.
@@ -84,6 +84,8 @@ test('the example app\'s environment table (docs/example-app.md) matches the plu
   assert.equal(rows.get('WS_MAX_SOCKETS'), 'derived')
   for (const name of ['TRUST_PROXY', 'AUTH_SECRET', 'WS_ALLOWED_ORIGINS', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'LOKI_URL', 'REDIS_URL']) assert.ok(rows.has(name), name)
   assert.equal(rows.get('BROKER_HISTORY_SIZE'), String(DEFAULTS.historySize))
+  assert.equal(rows.get('BROKER_PRESENCE_LEASE_MS'), String(DEFAULTS.presenceLeaseMs))
+  assert.equal(rows.get('WS_PRESENCE_WINDOW_MS'), String(DEFAULTS.presenceWindowMs))
   const defaults = loadConfig({})
   assert.equal(rows.get('OTEL_SERVICE_NAME'), defaults.serviceName)
   assert.equal(rows.get('DEPLOYMENT_ENV'), defaults.environment)

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { Page } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { RealtimeClient } from '../../plugin/client/index.js'
 import type { ChatRoute } from '../../app/chat-route.js'
@@ -48,4 +49,27 @@ test('demo page in a real Chromium: two pages chat over /ws, the server restarts
     assert.ok(Number(await page.locator('#reconnects').textContent()) >= 1)
   }
   assert.equal(await alice.locator('#messages li.error').count(), 0, 'history was recovered')
+})
+
+test('demo page in a real Chromium: each page lists who is in its room, and a page that closes leaves the other\'s list', async (t) => {
+  const browser = await launchChromium(t)
+  const server = await startApp(t)
+  const alice = await openDemo(t, browser, `${server.httpUrl}/`)
+  const bob = await openDemo(t, browser, `${server.httpUrl}/`)
+
+  // Sorted here too: the page's order is by name, and the two engines need not collate alike.
+  const listed = async (page: Page) => (await page.locator('#members li').allTextContents()).sort()
+  const ownName = async (page: Page) => (await page.locator('#members li.self').textContent({ timeout: 5_000 }) ?? '').replace(/ \(you\)$/, '')
+  for (const page of [alice, bob]) await page.locator('#members li').nth(1).waitFor({ timeout: 5_000 })
+  const aliceName = await ownName(alice)
+  const bobName = await ownName(bob)
+  assert.match(aliceName, /^anon-[\w-]{8}$/)
+  assert.match(bobName, /^anon-[\w-]{8}$/)
+  assert.notEqual(aliceName, bobName)
+  assert.deepEqual(await listed(alice), [`${aliceName} (you)`, bobName].sort())
+  assert.deepEqual(await listed(bob), [aliceName, `${bobName} (you)`].sort())
+
+  await bob.close()
+  await alice.locator('#members li', { hasText: bobName }).waitFor({ state: 'detached', timeout: 5_000 })
+  assert.deepEqual(await listed(alice), [`${aliceName} (you)`])
 })

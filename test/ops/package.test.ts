@@ -165,7 +165,7 @@ test('the packed package installs offline; the README example compiles with Type
   // process ends by itself once the client is closed.
   for (const { name, outDir } of compilers) {
     const client = await run(process.execPath, [join(outDir, 'client.js')], { cwd: project, env: { ...process.env, PORT: port }, timeout: 15_000 })
-    assert.match(client.stdout, /^published at \d+-\d+, heard "lobby: hello"\n$/, `${name}'s client`)
+    assert.match(client.stdout, /^published at \d+-\d+, heard "lobby: hello", 1 in the room\n$/, `${name}'s client`)
   }
   server.kill('SIGTERM')
   await once(server, 'exit')

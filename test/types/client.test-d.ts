@@ -56,16 +56,14 @@ await loose.request('anything', { at: 'all' })
 await client.subscribe('room:lobby', () => {}, {
   presence: (update) => {
     expectType<Equal<typeof update, PresenceUpdate<{ name: string }>>>()
-    for (const member of update.members.values()) {
-      const name: string = [...member.connections.values()][0]!.name
-      // @ts-expect-error the info has no such field
-      void [...member.connections.values()][0]!.age
-      void name
-    }
+    const names: string[] = [...update.members.values()].flatMap((member) => [...member.connections.values()].map((info) => info.name))
+    // @ts-expect-error the info has no such field
+    const ages: number[] = [...update.members.values()].flatMap((member) => [...member.connections.values()].map((info) => info.age))
+    console.log(names, ages)
   }
 })
-const room = await client.presence('room:lobby', { limit: 10 })
-expectType<Equal<typeof room, PresenceReply<{ name: string }>>>()
+expectType<Equal<Awaited<ReturnType<typeof client.presence>>, PresenceReply<{ name: string }>>>()
+await client.presence('room:lobby', { limit: 10 })
 expectType<Equal<PresenceInfo<ChatRoute>, { name: string }>>()
 // @ts-expect-error count is a boolean
 await client.presence('room:lobby', { count: 'yes' })

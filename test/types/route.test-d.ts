@@ -128,7 +128,7 @@ await Fastify().register(realtime, { asyncapi: { info: { title: 'chat', version:
 await Fastify().register(realtime, { asyncapi: true })
 
 // Presence: the member function must return the info schema's type; the route carries it for clients.
-const withPresence = app.wsRoute('/presence', {
+export const withPresence = app.wsRoute('/presence', {
   authorizeSubscribe: () => true,
   presence: {
     info: Type.Object({ name: Type.String(), away: Type.Boolean() }),
