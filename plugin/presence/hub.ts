@@ -6,6 +6,9 @@ import { PRESENCE_DIFF_TYPE, presenceDiffFrame } from '../protocol/frames.js'
 import type { RealtimeMetrics } from '../telemetry/metrics.js'
 import { PendingDiff } from './pending-diff.js'
 
+/** How soon a failed resync of a topic's view is tried again. */
+const RESYNC_RETRY_MS = 1_000
+
 interface WatchedTopic {
   /** Every entry of the topic's presence, across nodes, as this node last heard. */
   view: Map<string, PresenceEntry>
@@ -138,8 +141,11 @@ export class PresenceHub {
     try {
       entries = await this.#broker.presence(topic)
     } catch (err) {
-      // A resync that failed is tried again: the broker tells of its next recovery too.
+      // What was heard meanwhile still counts; the caller decides whether to read again.
+      const held = watched.held
       watched.held = undefined
+      for (const diff of held) this.#applyDiff(watched, diff)
+      this.#schedule(topic, watched)
       throw err
     }
     const fresh = new Map(entries.map((entry) => [entry.connection, entry]))
@@ -156,8 +162,7 @@ export class PresenceHub {
   #heard (topic: string, watched: WatchedTopic, diff: PresenceDiff | undefined): void {
     if (this.#watched.get(topic) !== watched) return
     if (diff === undefined) {
-      if (watched.held !== undefined) return
-      this.#read(topic, watched).catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.presence_resync_failed'))
+      if (watched.held === undefined) this.#resync(topic, watched)
       return
     }
     if (watched.held !== undefined) {
@@ -166,6 +171,16 @@ export class PresenceHub {
     }
     this.#applyDiff(watched, diff)
     this.#schedule(topic, watched)
+  }
+
+  /** Reads the view afresh, and again a little later while that fails: until then it may be stale. */
+  #resync (topic: string, watched: WatchedTopic): void {
+    this.#read(topic, watched).catch((err: unknown) => {
+      this.#log.warn({ err, topic }, 'ws.presence_resync_failed')
+      setTimeout(() => {
+        if (this.#watched.get(topic) === watched && watched.held === undefined) this.#resync(topic, watched)
+      }, RESYNC_RETRY_MS).unref()
+    })
   }
 
   #applyDiff (watched: WatchedTopic, diff: PresenceDiff): void {

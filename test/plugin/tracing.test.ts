@@ -71,6 +71,27 @@ test('errors set status ERROR and ws.error.code; undeclared types are "ws unknow
   })
 })
 
+test('$presence is a span like any message: "ws $presence", unset status when read, ERROR FORBIDDEN where the topic has no presence', async (t) => {
+  exporter.reset()
+  const server = await startServer(t, (app) => {
+    app.wsRoute('/ws', {
+      authorizeSubscribe: () => true,
+      presence: { info: Type.Object({}), member: () => ({}), authorize: (topic) => topic === 'room' }
+    })
+  })
+  const client = await TestClient.connect(t, `${server.wsUrl}/ws`)
+  await client.request('$subscribe', { topic: 'room' })
+  client.send({ type: '$presence', id: 'p-1', data: { topic: 'room' }, traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01` })
+  assert.equal((await client.next((frame) => frame.id === 'p-1')).data.users, 1)
+  assert.equal((await client.request('$presence', { topic: 'elsewhere' })).error.code, 'FORBIDDEN')
+  await eventually(() => named('ws $presence').length === 2, 1_000, 'the spans')
+  const [read, refused] = named('ws $presence') as [ReadableSpan, ReadableSpan]
+  assert.equal(read.spanContext().traceId, CLIENT_TRACE)
+  assert.equal(read.attributes['ws.message.type'], '$presence')
+  assert.equal(read.status.code, SpanStatusCode.UNSET)
+  assert.deepEqual([refused.status.code, refused.attributes['ws.error.code']], [SpanStatusCode.ERROR, 'FORBIDDEN'])
+})
+
 test('a publish is a PRODUCER span under the message; the delivery joins its trace through the broker', async (t) => {
   exporter.reset()
   const client = await setup(t)
