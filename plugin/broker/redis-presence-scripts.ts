@@ -81,14 +81,26 @@ end
 
 /**
  * ARGV[4]: entries this node holds on the topic after the change, ARGV[5]: n, then n entries
- * joining, then the connection ids leaving. Returns 1 when this node's lease was missing.
+ * joining, then the connection ids leaving; at 0 held, any entry of this node still there goes
+ * too. Returns 1 when this node's lease was missing.
  */
 export const PRESENCE_UPDATE_SCRIPT = `${COMMON}
 reap()
 local n = tonumber(ARGV[5])
 for i = 6, 5 + n do join(ARGV[i]) end
 for i = 6 + n, #ARGV do leave(ARGV[i]) end
-local missing = renew(tonumber(ARGV[4]) > 0)
+local holding = tonumber(ARGV[4]) > 0
+if not holding then
+  -- Without a lease nobody would ever reap what an earlier failed leave left of this node.
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if nodeOf(all[i + 1]) == node then
+      redis.call('HDEL', KEYS[1], all[i])
+      table.insert(leaves, all[i + 1])
+    end
+  end
+end
+local missing = renew(holding)
 announce()
 return missing
 `

@@ -4,6 +4,12 @@ import type { PresenceDiff, PresenceEntry, PresenceListener } from './broker.js'
 import { unavailable } from './redis-errors.js'
 import { PRESENCE_READ_SCRIPT, PRESENCE_SYNC_SCRIPT, PRESENCE_TICK_SCRIPT, PRESENCE_UPDATE_SCRIPT } from './redis-presence-scripts.js'
 
+interface WatchedTopic {
+  listeners: Set<PresenceListener>
+  /** Settles when the topic's channel is subscribed. */
+  ready: Promise<void>
+}
+
 type PresenceCommand = 'frtPresenceUpdate' | 'frtPresenceSync' | 'frtPresenceTick' | 'frtPresenceRead'
 
 const CHANNEL_SUFFIX = '}:presence-changes'
@@ -36,7 +42,7 @@ export class RedisPresence {
   readonly #own = new Map<string, Map<string, PresenceEntry>>()
   /** Topics whose last update failed: synced on the next round. */
   readonly #dirty = new Set<string>()
-  readonly #listeners = new Map<string, Set<PresenceListener>>()
+  readonly #watched = new Map<string, WatchedTopic>()
   readonly #timer: ReturnType<typeof setInterval>
   #renewing = false
 
@@ -57,7 +63,7 @@ export class RedisPresence {
 
   /** The channels to subscribe again after a reconnection. */
   get channels (): string[] {
-    return [...this.#listeners.keys()].map((topic) => this.#channel(topic))
+    return [...this.#watched.keys()].map((topic) => this.#channel(topic))
   }
 
   async update (topic: string, diff: PresenceDiff): Promise<void> {
@@ -94,25 +100,31 @@ export class RedisPresence {
     return entries
   }
 
+  /** Resolves once the topic's channel is subscribed: a read made after it misses no change. */
   async watch (topic: string, listener: PresenceListener): Promise<void> {
-    const listeners = this.#listeners.get(topic)
-    if (listeners !== undefined) {
-      listeners.add(listener)
-      return
+    let watched = this.#watched.get(topic)
+    if (watched === undefined) {
+      const created: WatchedTopic = { listeners: new Set(), ready: Promise.resolve() }
+      created.ready = this.#subscriber.subscribe(this.#channel(topic)).then(() => {}, (err: unknown) => {
+        if (this.#watched.get(topic) === created) this.#watched.delete(topic)
+        throw unavailable(err)
+      })
+      this.#watched.set(topic, created)
+      watched = created
     }
-    this.#listeners.set(topic, new Set([listener]))
+    watched.listeners.add(listener)
     try {
-      await this.#subscriber.subscribe(this.#channel(topic))
+      await watched.ready
     } catch (err) {
-      this.#listeners.delete(topic)
-      throw unavailable(err)
+      watched.listeners.delete(listener)
+      throw err
     }
   }
 
   async unwatch (topic: string, listener: PresenceListener): Promise<void> {
-    const listeners = this.#listeners.get(topic)
-    if (listeners === undefined || !listeners.delete(listener) || listeners.size > 0) return
-    this.#listeners.delete(topic)
+    const watched = this.#watched.get(topic)
+    if (watched === undefined || !watched.listeners.delete(listener) || watched.listeners.size > 0) return
+    this.#watched.delete(topic)
     if (this.#subscriber.status === 'ready') await this.#subscriber.unsubscribe(this.#channel(topic)).catch(() => {})
   }
 
@@ -121,28 +133,36 @@ export class RedisPresence {
    * written again, then every listener is told to read the topic afresh.
    */
   async recovered (): Promise<void> {
-    await Promise.all([...this.#own.keys()].map(async (topic) => await this.#sync(topic).catch(() => this.#dirty.add(topic))))
-    for (const listeners of this.#listeners.values()) {
-      for (const listener of listeners) listener(undefined)
+    // Topics this node left while Redis was away are synced too: to nothing of its own.
+    const topics = new Set([...this.#own.keys(), ...this.#dirty])
+    await Promise.all([...topics].map(async (topic) => {
+      this.#dirty.delete(topic)
+      await this.#sync(topic).catch(() => this.#dirty.add(topic))
+    }))
+    for (const watched of this.#watched.values()) {
+      for (const listener of watched.listeners) listener(undefined)
     }
   }
 
   close (): void {
     clearInterval(this.#timer)
-    this.#listeners.clear()
+    this.#watched.clear()
   }
 
   /** One script per topic this node holds entries in or watches: renews, reaps, repairs. */
   #renew (): void {
     if (this.#renewing || this.#commands.status !== 'ready') return
     this.#renewing = true
-    const topics = new Set([...this.#own.keys(), ...this.#listeners.keys(), ...this.#dirty])
+    const topics = new Set([...this.#own.keys(), ...this.#watched.keys(), ...this.#dirty])
     Promise.all([...topics].map(async (topic) => {
       if (this.#dirty.delete(topic)) {
         await this.#sync(topic).catch(() => this.#dirty.add(topic))
         return
       }
-      const missing = await this.#run<number>('frtPresenceTick', topic, [this.#own.has(topic) ? '1' : '0']).catch(() => 0)
+      const holding = this.#own.has(topic)
+      // A tick whose answer was lost may have renewed a lease Redis had lost: its entries are
+      // written again next round, since no later tick would find the lease missing.
+      const missing = await this.#run<number>('frtPresenceTick', topic, [holding ? '1' : '0']).catch(() => holding ? 1 : 0)
       if (missing === 1) await this.#sync(topic).catch(() => this.#dirty.add(topic))
     })).catch((err: unknown) => this.#warn({ err }, 'broker.presence_renew_failed')).finally(() => { this.#renewing = false })
   }
@@ -168,11 +188,11 @@ export class RedisPresence {
 
   #notified (channel: string, payload: string): void {
     if (!channel.endsWith(CHANNEL_SUFFIX)) return
-    const listeners = this.#listeners.get(channel.slice(this.#prefix.length + 1, -CHANNEL_SUFFIX.length))
-    if (listeners === undefined) return
+    const watched = this.#watched.get(channel.slice(this.#prefix.length + 1, -CHANNEL_SUFFIX.length))
+    if (watched === undefined) return
     const diff = parseChange(payload)
     if (diff === undefined) return
-    for (const listener of listeners) listener(diff)
+    for (const listener of watched.listeners) listener(diff)
   }
 
   #encode (entry: PresenceEntry): string {

@@ -130,7 +130,7 @@ export class RedisBroker implements Broker {
       commands: this.#commands,
       subscriber: this.#subscriber,
       prefix: this.#prefix,
-      leaseMs: positiveInteger('presenceLeaseMs', options.presenceLeaseMs ?? DEFAULTS.presenceLeaseMs),
+      leaseMs: presenceLease(options.presenceLeaseMs ?? DEFAULTS.presenceLeaseMs),
       warn: (fields, message) => this.#log.warn(fields, message)
     })
   }
@@ -385,6 +385,14 @@ export class RedisBroker implements Broker {
   #assertOpen (): void {
     if (this.#closed) throw new BrokerUnavailableError('redis broker is closed')
   }
+}
+
+/** Renewed every quarter lease: much shorter, and a renewal slowed by a busy node or Redis would let live nodes reap each other. */
+const MIN_PRESENCE_LEASE_MS = 500
+
+function presenceLease (value: number): number {
+  if (!Number.isInteger(value) || value < MIN_PRESENCE_LEASE_MS) throw new FRT_ERR_INVALID_OPTION('presenceLeaseMs', `expected an integer >= ${MIN_PRESENCE_LEASE_MS}, got ${String(value)}`)
+  return value
 }
 
 function positiveInteger (name: string, value: number): number {

@@ -102,6 +102,13 @@ interface Frame {
   error?: { code: string, message: string, details?: unknown, retryAfterMs?: number }
 }
 
+/** One message (or more) a reconnect sends, paced to the route's budget. */
+interface PacedStep {
+  run: () => void
+  /** Messages of the budget it spends. */
+  messages: number
+}
+
 type StateListener = (state: ClientState, detail: { code?: number, delayMs?: number, attempt: number }) => void
 
 const OPEN = 1
@@ -199,6 +206,10 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (this.#state === 'open') this.#transmit(JSON.stringify({ type: '$unsubscribe', data: { topic } }), undefined)
     }
     if (state !== undefined) {
+      // One subscription per topic: its options are the first call's.
+      if (options.presence !== undefined && options.presence !== state.options.presence) {
+        throw new TypeError(`already subscribed to ${topic}: presence is given by the first subscribe() of a topic`)
+      }
       state.handlers.add(handler)
       return unsubscribe
     }
@@ -321,25 +332,37 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     const topics = [...this.#topics]
     const queued = this.#queue.splice(0)
     const socket = this.#socket
-    const steps: Array<() => void> = [
-      ...topics.map(([topic, state]) => () => this.#subscribeOn(topic, state)),
-      ...queued.map((entry) => () => this.#flush(socket, entry))
+    const steps: PacedStep[] = [
+      // A subscription with presence reads it once subscribed: two messages of the budget.
+      ...topics.map(([topic, state]): PacedStep => ({ run: () => this.#subscribeOn(topic, state), messages: state.presence === undefined ? 1 : 2 })),
+      ...queued.map((entry): PacedStep => ({ run: () => this.#flush(socket, entry), messages: 1 }))
     ]
     this.#paced(socket, steps)
   }
 
-  /** Runs `steps`: at once up to half the budget, then one every 1/budget seconds. */
-  #paced (socket: WebSocketLike | undefined, steps: Array<() => void>): void {
+  /** Runs `steps`: at once up to half the budget's messages, then the rest at the budget's rate. */
+  #paced (socket: WebSocketLike | undefined, steps: PacedStep[]): void {
     const budget = this.#messagesPerSecond
-    const burst = budget > 0 ? Math.max(1, Math.floor(budget / 2)) : steps.length
-    steps.slice(0, burst).forEach((step) => step())
-    let next = burst
+    if (budget <= 0) {
+      for (const step of steps) step.run()
+      return
+    }
+    const burst = Math.max(1, Math.floor(budget / 2))
+    let next = 0
+    for (let spent = 0; next < steps.length; next++) {
+      const step = steps[next] as PacedStep
+      if (next > 0 && spent + step.messages > burst) break
+      spent += step.messages
+      step.run()
+    }
+    // Each later step waits for the budget to refill by the messages it spends.
+    const delayOf = (step: PacedStep): number => step.messages * 1_000 / budget
     const tick = (): void => {
       if (socket !== this.#socket || this.#state !== 'open' || next >= steps.length) return
-      steps[next++]?.()
-      setTimeout(tick, 1_000 / budget)
+      ;(steps[next++] as PacedStep).run()
+      if (next < steps.length) setTimeout(tick, delayOf(steps[next] as PacedStep))
     }
-    if (next < steps.length) setTimeout(tick, 1_000 / budget)
+    if (next < steps.length) setTimeout(tick, delayOf(steps[next] as PacedStep))
   }
 
   #flush (socket: WebSocketLike | undefined, entry: Queued): void {
@@ -413,6 +436,8 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
         }, err.retryAfterMs ?? backoffDelay(1, this.#options.backoff) + 100)
         return
       }
+      // Refused for good: this subscription goes on without presence, and says so.
+      state.presence = undefined
       state.options.onError?.(topic, err)
     })
   }

@@ -38,6 +38,8 @@ export interface CompiledRoute {
 export interface CompiledPresence {
   /** As declared, for the AsyncAPI document. */
   info: TSchema
+  /** `member`'s value is checked before it is serialized: a value that does not fit fails its `$subscribe`. */
+  validator: CompiledSchema
   serialize: Serializer
   member: PresenceOptions['member']
   authorize: PresenceOptions['authorize']
@@ -48,7 +50,7 @@ export function compilePresence (presence: PresenceOptions | undefined): Compile
   if (typeof presence.member !== 'function' || typeof presence.authorize !== 'function' || typeof presence.info !== 'object' || presence.info === null) {
     throw new FRT_ERR_INVALID_OPTION('presence', 'expected { info: <TypeBox schema>, member: function, authorize: function }')
   }
-  return { info: presence.info, serialize: compileSerializer(presence.info), member: presence.member, authorize: presence.authorize }
+  return { info: presence.info, validator: compileValidator(presence.info), serialize: compileSerializer(presence.info), member: presence.member, authorize: presence.authorize }
 }
 
 export function compileMessage (schemas: MessageSchemas, handler: CompiledMessage['handler']): CompiledMessage {

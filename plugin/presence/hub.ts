@@ -20,6 +20,8 @@ interface WatchedTopic {
   held: PresenceDiff[] | undefined
   /** Settles when the first read of the view is done. */
   ready: Promise<void>
+  /** The broker asked for a read while one was running: that one may have missed what it meant. */
+  reread: boolean
   listener: PresenceListener
 }
 
@@ -53,16 +55,16 @@ export class PresenceHub {
     return this.#members
   }
 
+  /**
+   * Every join, failed or not, is matched by one `leave`: a join the broker refused may still be
+   * held by it as this node's own (Redis keeps it to write again), and the leave withdraws it.
+   */
   async join (topic: string, entry: PresenceEntry): Promise<void> {
     this.#members++
-    try {
-      await this.#broker.updatePresence(topic, { joins: [entry], leaves: [] })
-    } catch (err) {
-      this.#members--
-      throw err
-    }
-    // Seen here at once, whatever the broker's round trip: the broker's own word is then a no-op.
+    // Seen here at once, before the broker's round trip, so a leave that follows quickly is
+    // seen after it: the broker's own word on either is then a no-op.
     this.#watched.get(topic)?.listener({ joins: [entry], leaves: [] })
+    await this.#broker.updatePresence(topic, { joins: [entry], leaves: [] })
   }
 
   /** Never fails: a leave the broker could not take is retried by the broker once it is back. */
@@ -86,13 +88,12 @@ export class PresenceHub {
         timer: undefined,
         held: [],
         ready: Promise.resolve(),
+        reread: false,
         listener: (diff) => this.#heard(topic, created, diff)
       }
       created.ready = this.#broker.watchPresence(topic, created.listener).then(async () => await this.#read(topic, created))
       created.ready.catch(() => {
-        if (this.#watched.get(topic) !== created) return
-        this.#watched.delete(topic)
-        this.#broker.unwatchPresence(topic, created.listener).catch(() => {})
+        if (this.#watched.get(topic) === created) this.#forget(topic, created)
       })
       this.#watched.set(topic, created)
       watched = created
@@ -109,9 +110,15 @@ export class PresenceHub {
   unwatch (connection: Connection, topic: string): void {
     const watched = this.#watched.get(topic)
     if (watched === undefined || !watched.watchers.delete(connection) || watched.watchers.size > 0) return
+    this.#forget(topic, watched)
+  }
+
+  /** Once its setup settled, however it went, the broker stops telling this view anything. */
+  #forget (topic: string, watched: WatchedTopic): void {
     this.#watched.delete(topic)
     clearTimeout(watched.timer)
     watched.ready
+      .catch(() => {})
       .then(async () => await this.#broker.unwatchPresence(topic, watched.listener))
       .catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.broker_unwatch_failed'))
   }
@@ -157,12 +164,17 @@ export class PresenceHub {
     watched.held = undefined
     for (const diff of held) this.#applyDiff(watched, diff)
     this.#schedule(topic, watched)
+    if (watched.reread) {
+      watched.reread = false
+      this.#resync(topic, watched)
+    }
   }
 
   #heard (topic: string, watched: WatchedTopic, diff: PresenceDiff | undefined): void {
     if (this.#watched.get(topic) !== watched) return
     if (diff === undefined) {
       if (watched.held === undefined) this.#resync(topic, watched)
+      else watched.reread = true
       return
     }
     if (watched.held !== undefined) {
@@ -189,11 +201,12 @@ export class PresenceHub {
   }
 
   #apply (watched: WatchedTopic, entry: PresenceEntry, present: boolean): void {
-    const before = watched.view.has(entry.connection)
-    if (before === present) return
+    const held = watched.view.get(entry.connection)
+    // A join of an entry already there changes it only when its info changed.
+    if (held === undefined ? !present : present && held.info === entry.info) return
     if (present) watched.view.set(entry.connection, entry)
     else watched.view.delete(entry.connection)
-    watched.pending.record(entry, before, present)
+    watched.pending.record(entry, held, present)
   }
 
   #schedule (topic: string, watched: WatchedTopic): void {

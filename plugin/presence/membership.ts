@@ -51,8 +51,12 @@ export async function membershipFor (connection: Connection, topic: string, watc
     if (watch) throw new RealtimeError(ErrorCode.FORBIDDEN, 'no presence on this topic for this connection')
     return undefined
   }
-  const info = declared.serialize(await declared.member(connection, topic))
-  return new PresenceMembership({ connection: connection.id, user: connection.identity?.id ?? connection.id, info }, watch)
+  const value = await declared.member(connection, topic)
+  if (!declared.validator.check(value)) throw new Error(`presence member info does not fit the route's info schema: ${JSON.stringify(declared.validator.explain(value))}`)
+  const info = declared.serialize(value)
+  // A schema that admits `undefined` (Type.Unknown) lets through what no JSON can hold.
+  if (info === undefined || info === 'undefined') throw new Error('presence member info must be a JSON value')
+  return new PresenceMembership({ connection: connection.id, user: String(connection.identity?.id ?? connection.id), info }, watch)
 }
 
 /** Whether `connection` may read the topic's presence, for `$presence`: `FORBIDDEN` if not. */

@@ -2,15 +2,15 @@ import type { PresenceDiff, PresenceEntry } from '../broker/broker.js'
 
 interface Change {
   entry: PresenceEntry
-  /** Whether subscribers last saw the entry present. */
-  before: boolean
+  /** The entry as subscribers last saw it; undefined when they saw it absent. */
+  before: PresenceEntry | undefined
   after: boolean
 }
 
 /**
  * The net change of a topic's presence since subscribers were last told: an entry that joins
- * and leaves within one window is never sent, and a leave followed by a join of the same entry
- * (a resync that briefly missed it) cancels out.
+ * and leaves within one window is never sent, a leave followed by a join of the same entry
+ * (a resync that briefly missed it) cancels out, and an entry whose info changed joins again.
  */
 export class PendingDiff {
   readonly #changes = new Map<string, Change>()
@@ -19,8 +19,8 @@ export class PendingDiff {
     return this.#changes.size === 0
   }
 
-  /** `before`: whether the entry was present before this change, as the view held it. */
-  record (entry: PresenceEntry, before: boolean, after: boolean): void {
+  /** `before`: the entry as the view held it before this change, if it held it. */
+  record (entry: PresenceEntry, before: PresenceEntry | undefined, after: boolean): void {
     const change = this.#changes.get(entry.connection)
     if (change === undefined) {
       this.#changes.set(entry.connection, { entry, before, after })
@@ -34,8 +34,8 @@ export class PendingDiff {
   take (): PresenceDiff {
     const diff: PresenceDiff = { joins: [], leaves: [] }
     for (const { entry, before, after } of this.#changes.values()) {
-      if (after && !before) diff.joins.push(entry)
-      else if (before && !after) diff.leaves.push(entry)
+      if (after && (before === undefined || before.info !== entry.info)) diff.joins.push(entry)
+      else if (before !== undefined && !after) diff.leaves.push(entry)
     }
     this.#changes.clear()
     return diff

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import realtime, { MemoryBroker, type RealtimeOptions } from '../../plugin/index.js'
+import realtime, { BrokerUnavailableError, MemoryBroker, type RealtimeOptions } from '../../plugin/index.js'
 import { TestClient, type Frame } from '../helpers/client.js'
 import { eventually, listen, logCollector, startServer, type TestServer } from '../helpers/server.js'
 
@@ -179,4 +179,69 @@ test('presence across two nodes on one broker: each sees the other\'s members; a
   assert.deepEqual(new Set(leavesOf(diffs).map((entry) => entry.user)), new Set(['r1', 'r2', 'r3']))
   assert.deepEqual((await watcher.request('$presence', { topic: 'room:fleet', count: true })).data, { topic: 'room:fleet', users: 1, connections: 1 })
   await eventually(() => broker.historyEntries === 0, 100, 'presence is not history')
+})
+
+/** A memory broker whose presence updates fail while `down` is set, as Redis's do when it is gone. */
+class FlakyPresenceBroker extends MemoryBroker {
+  down = false
+
+  override async updatePresence (...args: Parameters<MemoryBroker['updatePresence']>): Promise<void> {
+    if (this.down) throw new BrokerUnavailableError('presence is down')
+    await super.updatePresence(...args)
+  }
+}
+
+test('presence: a join the broker refuses answers UNAVAILABLE, leaves no subscription and no member, and the gauge does not drift', async (t) => {
+  const broker = new FlakyPresenceBroker()
+  t.after(() => broker.close())
+  const server = await startServer(t, (app) => { declarePresenceRoute(app) }, { ...identified, broker })
+  const gauge = async (): Promise<string | undefined> => /^ws_presence_members (\d+)$/m.exec(await server.app.realtime.metricsRegistry!.metrics())?.[1]
+  const alice = await connectAs(t, server, 'alice')
+  broker.down = true
+  for (let i = 0; i < 3; i++) assert.equal((await alice.request('$subscribe', { topic: 'room:flaky' })).error.code, 'UNAVAILABLE')
+  broker.down = false
+  assert.equal(await gauge(), '0')
+  assert.deepEqual((await alice.request('$presence', { topic: 'room:flaky', count: true })).data, { topic: 'room:flaky', users: 0, connections: 0 })
+  assert.equal((await alice.request('$subscribe', { topic: 'room:flaky' })).type, '$reply')
+  assert.equal(await gauge(), '1')
+  alice.socket.close()
+  await alice.closed
+  await eventually(() => server.app.realtime.connectionCount === 0, 1_000, 'the close')
+  assert.equal(await gauge(), '0')
+})
+
+test('presence: a member subscribing again with new info joins again in the diffs; info that does not fit the schema, or is no JSON at all, fails that $subscribe alone', async (t) => {
+  let mood = 'calm'
+  const server = await startServer(t, (app) => {
+    app.wsRoute('/ws', {
+      authorizeSubscribe: () => true,
+      presence: {
+        info: Type.Object({ mood: Type.String() }),
+        member: (connection) => (connection.identity?.id === 'odd' ? { mood: 42 } : { mood }) as { mood: string },
+        authorize: () => true
+      }
+    })
+    app.wsRoute('/loose', {
+      authorizeSubscribe: () => true,
+      presence: { info: Type.Unknown(), member: () => undefined, authorize: () => true }
+    })
+  }, identified)
+  const watcher = await connectAs(t, server, 'watcher')
+  await watcher.request('$subscribe', { topic: 'room:moods', presence: true })
+  await diffsUntil(watcher, (diffs) => joinsOf(diffs).length >= 1)
+  const member = await connectAs(t, server, 'member')
+  await member.request('$subscribe', { topic: 'room:moods' })
+  await diffsUntil(watcher, (diffs) => joinsOf(diffs).length >= 1)
+  mood = 'cheerful'
+  await member.request('$subscribe', { topic: 'room:moods' })
+  const [changed] = await diffsUntil(watcher, (diffs) => joinsOf(diffs).length >= 1)
+  assert.deepEqual(changed!.data, { joins: [{ user: 'member', connection: member.welcome!.data.connectionId, info: { mood: 'cheerful' } }], leaves: [] })
+
+  const odd = await connectAs(t, server, 'odd')
+  assert.equal((await odd.request('$subscribe', { topic: 'room:moods' })).error.code, 'HANDLER_ERROR')
+  const loose = await TestClient.connect(t, `${server.wsUrl}/loose`, { headers: { 'x-user': 'loose' } })
+  assert.equal((await loose.request('$subscribe', { topic: 'room:loose' })).error.code, 'HANDLER_ERROR')
+  assert.equal((await loose.request('$presence', { topic: 'room:loose', count: true })).data.users, 0, 'not a member')
+  assert.equal((await watcher.request('$presence', { topic: 'room:moods', count: true })).data.users, 2, 'nor is odd')
+  await assert.rejects(watcher.next(isDiff, 300), /no matching frame/, 'the watchers heard nothing of them')
 })

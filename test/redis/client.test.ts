@@ -186,7 +186,7 @@ test('client: a connection that goes silent is detected with $ping and replaced'
   await eventually(() => client.state === 'open' && client.connectionId !== firstId, 5_000, 'a new connection')
 })
 
-test('client: after a restart, 60 subscriptions come back within the message budget; a request that timed out in the queue is never sent', async (t) => {
+test('client: after a restart, 60 subscriptions (half reading presence too) come back within the message budget; a request that timed out in the queue is never sent', async (t) => {
   const port = await freePort()
   let server = await startApp(t, RESTART_ENV, { port })
   const client = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: FAST })
@@ -194,28 +194,37 @@ test('client: after a restart, 60 subscriptions come back within the message bud
   const rooms = Array.from({ length: 60 }, (_, i) => `r${i}`)
   const heard = new Set<string>()
   const errors: string[] = []
-  for (const room of rooms) await client.subscribe(`room:${room}`, (event) => heard.add(event.data.room), { onError: (topic) => errors.push(topic) })
+  const presenceReads = new Set<string>()
+  for (const [i, room] of rooms.entries()) {
+    await client.subscribe(`room:${room}`, (event) => heard.add(event.data.room), {
+      onError: (topic) => errors.push(topic),
+      ...(i % 2 === 0 ? { presence: (update: PresenceUpdate<{ name: string }>) => { presenceReads.add(update.topic) } } : {})
+    })
+  }
   await server.app.close()
   await eventually(() => client.state === 'reconnecting', 2_000, 'the client to notice')
   await assert.rejects(client.request('say', { room: 'r0', text: 'too late' }, { timeoutMs: 50 }), (err: RealtimeClientError) => err.code === 'TIMEOUT')
 
+  presenceReads.clear()
   server = await startApp(t, RESTART_ENV, { port })
   await eventually(() => client.state === 'open', 5_000, 'the client to reconnect')
   const speaker = new RealtimeClient<ChatRoute>(`ws://127.0.0.1:${port}/ws`, { WebSocket })
   t.after(() => speaker.close())
-  // The default budget is 50 messages a second: 60 resubscriptions are paced, not refused.
+  // The default budget is 50 messages a second: 60 resubscriptions and 30 presence reads (90
+  // messages) are paced, not refused.
   await new Promise((resolve) => setTimeout(resolve, 1_500))
   for (const room of rooms) {
     await speaker.request('say', { room, text: 'back' })
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   await eventually(() => heard.size === 60, 5_000, `all 60 rooms to deliver (got ${heard.size})`)
+  await eventually(() => presenceReads.size === 30, 2_000, `all 30 presence reads (got ${presenceReads.size})`)
   assert.deepEqual(errors, [])
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
   const says = /^ws_messages_received_total\{route="\/ws",type="say"\} (\d+)$/m.exec(metrics)?.[1]
   assert.equal(says, '60', 'the timed-out request never reached the server')
   const limited = /^ws_rate_limited_total\{route="\/ws",scope="message"\} (\d+)$/m.exec(metrics)?.[1]
-  assert.equal(limited, '0', 'the 60 resubscriptions were paced under the budget, not refused and retried')
+  assert.equal(limited, '0', 'the resubscriptions and presence reads were paced under the budget, not refused and retried')
 })
 
 test('client presence with Redis: members kept current across nodes; after its node restarts (1012) the client re-reads them, with who came and went meanwhile', async (t) => {
