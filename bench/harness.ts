@@ -2,7 +2,7 @@
  * What the benchmarks share: processes pinned to their own core, IPC questions, echo
  * measurements, a loopback OTLP sink, and medians with their spread.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type Serializable } from 'node:child_process'
 import { once } from 'node:events'
 import { availableParallelism } from 'node:os'
 import { createServer } from 'node:http'
@@ -33,7 +33,7 @@ export function pinned (core: string, args: string[], options: PinnedOptions = {
   })
 }
 
-export async function ask<T> (child: ChildProcess, message: string): Promise<T> {
+export async function ask<T> (child: ChildProcess, message: Serializable): Promise<T> {
   child.send(message)
   const [answer] = await once(child, 'message') as [T]
   return answer

@@ -1,9 +1,10 @@
 /*
  * The pieces of a WebSocket client that the load generators share: raw TCP, a hand-made
- * handshake, and a frame counter that never parses payloads. Frames come from ws-frames.ts.
+ * handshake, a frame counter that never parses payloads and a reader for those that must.
+ * Frames come from ws-frames.ts.
  */
 import { connect, type Socket } from 'node:net'
-import { frameBytes, handshakeKey, responseHead, upgradeRequest } from './ws-frames.js'
+import { decodeFrame, frameBytes, handshakeKey, responseHead, upgradeRequest, type Frame } from './ws-frames.js'
 
 /** Counts complete server frames in a byte stream, keeping partial ones for the next chunk. */
 export class FrameCounter {
@@ -18,6 +19,25 @@ export class FrameCounter {
       if (size === 0) break
       offset += size
       frames++
+    }
+    this.#pending = Buffer.from(buffer.subarray(offset))
+    return frames
+  }
+}
+
+/** Splits a byte stream into whole server frames, for clients that must tell replies from pushes. */
+export class FrameReader {
+  #pending: Buffer = Buffer.alloc(0)
+
+  read (chunk: Buffer): Frame[] {
+    const buffer = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk])
+    const frames: Frame[] = []
+    let offset = 0
+    for (;;) {
+      const frame = decodeFrame(buffer, offset)
+      if (frame === undefined) break
+      offset += frame.bytes
+      frames.push(frame)
     }
     this.#pending = Buffer.from(buffer.subarray(offset))
     return frames

@@ -1,7 +1,8 @@
 /*
  * Every comparison on the running Node, each section printed as it completes, then this
  * runtime's part of BENCHMARKS.md rewritten from the figures (`npm run bench` runs it on Node
- * 20 and on Node 24). BENCH_PARTS=echo,fanout,… runs some parts only and leaves the file alone.
+ * 20 and on Node 24). BENCH_PARTS=echo,fanout,… runs some parts only and rewrites just their
+ * sections in this runtime's part of the file, once a full run has written it.
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { runBroker } from './broker.js'
@@ -10,12 +11,14 @@ import { runEcho } from './echo.js'
 import { runFanout } from './fanout.js'
 import { MULTI_CORE } from './harness.js'
 import { runObservability } from './observability.js'
-import { machineDescription, renderRuntime, renderSection, withRuntime, type Section } from './report.js'
+import { runPresence } from './presence.js'
+import { machineDescription, renderRuntime, renderSection, withParts, withRuntime, type Section } from './report.js'
 
 const PARTS: Record<string, () => Promise<Section>> = {
   echo: runEcho,
   fanout: runFanout,
   connections: runConnections,
+  presence: runPresence,
   observability: runObservability,
   // Last: it pins this process to the load core for its in-process clients.
   broker: runBroker
@@ -31,18 +34,26 @@ const machine = machineDescription()
 console.log(machine)
 if (!MULTI_CORE) console.log('warning: one core only, server and load generator share it')
 const startedAt = performance.now()
-const sections: Section[] = []
+const sections = new Map<string, Section>()
 for (const part of chosen) {
   const section = await PARTS[part]!()
-  sections.push(section)
+  sections.set(part, section)
   console.log('\n' + renderSection(section))
 }
 const minutes = (performance.now() - startedAt) / 60_000
+const file = new URL('../BENCHMARKS.md', import.meta.url)
+const previous = await readFile(file, 'utf8').catch(() => undefined)
 if (chosen.length === Object.keys(PARTS).length) {
-  const file = new URL('../BENCHMARKS.md', import.meta.url)
-  const previous = await readFile(file, 'utf8').catch(() => undefined)
   await writeFile(file, withRuntime(previous, renderRuntime(sections, minutes, machine)))
   console.log(`BENCHMARKS.md: the part for Node ${process.version} written (${minutes.toFixed(1)} minutes)`)
+} else {
+  const refreshed = withParts(previous, sections)
+  if (refreshed === undefined) {
+    console.log(`BENCHMARKS.md has no part for Node ${process.version} yet: a full run writes it`)
+  } else {
+    await writeFile(file, refreshed)
+    console.log(`BENCHMARKS.md: ${chosen.join(', ')} rewritten in the part for Node ${process.version} (${minutes.toFixed(1)} minutes)`)
+  }
 }
-const missed = sections.flatMap((section) => section.verdicts).filter((verdict) => !verdict.met)
+const missed = [...sections.values()].flatMap((section) => section.verdicts).filter((verdict) => !verdict.met)
 if (missed.length > 0) console.log(`targets missed: ${missed.map((verdict) => verdict.target).join('; ')}`)

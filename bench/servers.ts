@@ -1,12 +1,14 @@
 /*
  * The servers `npm run bench` compares, one per process: `node --import tsx bench/servers.ts <kind>`.
- * It prints its port on stdout and answers `cpu` and `memory` messages on the IPC channel.
+ * It prints its port on stdout and answers `cpu` and `memory` messages on the IPC channel (the
+ * presence server also `populate`s a room).
  *
  * Every peer serves the same three things on the same socket, so one load generator drives them
  * all: an echo, a subscription to one broadcast group, and a publish to that group (see
  * bench/wire.ts for each peer's frames).
  */
 import { createServer } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMetrics from 'fastify-metrics'
@@ -15,17 +17,24 @@ import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { buildApp } from '../app/app.js'
-import { declareChatRoute } from '../app/chat-route.js'
+import { declareChatRoute, ROOM_PATTERN } from '../app/chat-route.js'
 import { loadConfig, traceSampleRatio } from '../app/config.js'
-import realtime from '../plugin/index.js'
+import realtime, { type PresenceEntry } from '../plugin/index.js'
 import { BENCH_AUTH_SECRET } from './auth-secret.js'
 import { isPublish, isSubscribe } from './wire.js'
 
-export type ServerKind = 'ws' | 'bare' | 'handwritten' | 'socketio' | 'plugin' | 'protected' | 'metrics-on' | 'metrics-off' | 'chat'
+export type ServerKind = 'ws' | 'bare' | 'handwritten' | 'socketio' | 'plugin' | 'protected' | 'metrics-on' | 'metrics-off' | 'chat' | 'presence'
+
+/** Asks the presence server to add `members` entries to `topic`'s presence; it answers `populated`. */
+export interface PopulateMessage {
+  populate: string
+  members: number
+}
 
 interface Listening {
   port: number
   close: () => Promise<void>
+  populate?: (topic: string, members: number) => Promise<void>
 }
 
 /**
@@ -150,6 +159,36 @@ async function chatServer (withMetrics: boolean): Promise<Listening> {
   return await listenFastify(app)
 }
 
+/** The chat route's rooms, for the route beside it that has no presence. */
+const ROOM_TOPIC = new RegExp(`^room:${ROOM_PATTERN.slice(1)}`)
+/** Entries per broker update while populating: what one Redis script call takes in comfortably. */
+const POPULATE_BATCH = 1_000
+
+/**
+ * The example app with every protection on, its broker and presence window as the environment
+ * says (REDIS_URL, WS_PRESENCE_WINDOW_MS), and beside its chat route, whose rooms all have
+ * presence, `/plain`: the same rooms without it. `populate` writes members straight into the
+ * broker, as if other nodes' connections held them, so a room can outgrow one process's sockets.
+ */
+async function presenceServer (): Promise<Listening> {
+  const app = await buildApp(loadConfig({ ...process.env, ...PROTECTIONS }))
+  app.wsRoute('/plain', { authorizeSubscribe: (topic) => ROOM_TOPIC.test(topic) })
+  const listening = await listenFastify(app)
+  const { broker } = app.realtime
+  const populate = async (topic: string, members: number): Promise<void> => {
+    // A Redis broker may still be connecting, and fails its commands at once until it is up.
+    while (!broker.healthy) await sleep(10)
+    for (let first = 0; first < members; first += POPULATE_BATCH) {
+      const joins = Array.from({ length: Math.min(POPULATE_BATCH, members - first) }, (_, i): PresenceEntry => {
+        const n = first + i
+        return { connection: `synthetic-${n}`, user: `user-${n}`, info: JSON.stringify({ name: `user-${n}` }) }
+      })
+      await broker.updatePresence(topic, { joins, leaves: [] })
+    }
+  }
+  return { ...listening, populate }
+}
+
 const builders: Record<ServerKind, () => Promise<Listening>> = {
   ws: wsServer,
   bare: bareServer,
@@ -160,7 +199,8 @@ const builders: Record<ServerKind, () => Promise<Listening>> = {
   'metrics-on': async () => await chatServer(true),
   'metrics-off': async () => await chatServer(false),
   // As configured by the environment (REDIS_URL for the Redis broker), budget raised.
-  chat: async () => await listenFastify(await buildApp(loadConfig({ ...process.env, LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000', WS_HEARTBEAT_MS: '600000' })))
+  chat: async () => await listenFastify(await buildApp(loadConfig({ ...process.env, LOG_LEVEL: 'warn', WS_MESSAGES_PER_SECOND: '100000000', WS_HEARTBEAT_MS: '600000' }))),
+  presence: presenceServer
 }
 
 const kind = process.argv[2] as ServerKind
@@ -175,6 +215,13 @@ process.on('message', (message) => {
     collect?.()
     collect?.()
     process.send?.(process.memoryUsage())
+  }
+  if (typeof message === 'object' && message !== null && server.populate !== undefined) {
+    const { populate, members } = message as PopulateMessage
+    server.populate(populate, members).then(() => process.send?.('populated'), (err: unknown) => {
+      console.error(err)
+      process.exit(1)
+    })
   }
 })
 process.on('disconnect', () => {
