@@ -1,7 +1,7 @@
 /*
  * The presence load generator, one job per run: `join` has members arrive in one room at an
- * even pace, each as the client library does it (`$subscribe` with presence, then `$presence`
- * for the snapshot), and counts every frame each receives until the room is quiet; `read` times
+ * even pace, each as the client library does it (`$subscribe` with presence, whose answer holds
+ * the members), and counts every frame each receives until the room is quiet; `read` times
  * sequential `$presence` requests on one connection, first as a stranger to the room, then as
  * one of its watchers; `subscribe` opens connections that each subscribe to a room and wait for
  * the reply. Replies are told from pushed frames by their first bytes, so only member 0 of a
@@ -139,8 +139,8 @@ function learn (view: Set<string>, frame: Frame): void {
     for (const { connection } of data.leaves) view.delete(connection)
     for (const { connection } of data.joins) view.add(connection)
   } else if (startsWith(frame.payload, REPLY)) {
-    const { data } = JSON.parse(frame.payload.toString()) as { data: { members?: Array<{ connections: Entry[] }> } }
-    for (const member of data.members ?? []) {
+    const { data } = JSON.parse(frame.payload.toString()) as { data: { presence?: { members?: Array<{ connections: Entry[] }> } } }
+    for (const member of data.presence?.members ?? []) {
       for (const { connection } of member.connections) view.add(connection)
     }
   }
@@ -158,7 +158,6 @@ async function join (plan: JoinPlan): Promise<JoinResult> {
       if (index === 0) learn(view, frame)
     })
     await client.request('$subscribe', { topic: plan.topic, presence: true })
-    await client.request('$presence', { topic: plan.topic, limit: MAX_PRESENCE_LIMIT })
     return client
   }
   await new Promise<void>((resolve) => {

@@ -68,7 +68,8 @@ export const DEFAULTS = Object.freeze({
   slowConsumerGraceMs: 1_000,
   /**
    * Presence changes of one topic are sent to its watchers at most once per this window, as one
-   * frame holding the window's net joins and leaves.
+   * frame holding the window's net joins and leaves; it widens up to tenfold while the topic
+   * keeps changing.
    */
   presenceWindowMs: 100,
   /** Users a `$presence` reply lists when the request gives no `limit`. */

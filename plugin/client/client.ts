@@ -1,6 +1,6 @@
 import { compareOffsets } from '../protocol/offsets.js'
 import { CloseCode, ErrorCode } from '../protocol/codes.js'
-import { MAX_PRESENCE_LIMIT, PRESENCE_DIFF_TYPE, SUBPROTOCOL } from '../protocol/frames.js'
+import { PRESENCE_DIFF_TYPE, SUBPROTOCOL } from '../protocol/frames.js'
 import { backoffDelay, type BackoffOptions } from '../protocol/backoff.js'
 import { closePolicy, type ClosePolicy } from '../protocol/close-policy.js'
 import { ClientErrorCode, RealtimeClientError } from './errors.js'
@@ -59,8 +59,8 @@ type RequestArgs<R extends RouteShape, K extends MessageType<R>> =
 /** What a subscription hears besides its events. */
 export interface SubscribeOptions<Info = unknown> {
   /**
-   * The topic's members, kept current: called with the whole membership once it is read, then
-   * after every change, and read afresh after each reconnect (who left meanwhile is in `left`).
+   * The topic's members, kept current: called with the whole membership once subscribed, then
+   * after every change, and afresh after each reconnect (who left meanwhile is in `left`).
    */
   presence?: (update: PresenceUpdate<Info>) => void
   /** After a reconnect, the server could not replay everything since the last offset: refetch state. */
@@ -100,13 +100,6 @@ interface Frame {
   topic?: string
   offset?: string
   error?: { code: string, message: string, details?: unknown, retryAfterMs?: number }
-}
-
-/** One message (or more) a reconnect sends, paced to the route's budget. */
-interface PacedStep {
-  run: () => void
-  /** Messages of the budget it spends. */
-  messages: number
 }
 
 type StateListener = (state: ClientState, detail: { code?: number, delayMs?: number, attempt: number }) => void
@@ -332,37 +325,25 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     const topics = [...this.#topics]
     const queued = this.#queue.splice(0)
     const socket = this.#socket
-    const steps: PacedStep[] = [
-      // A subscription with presence reads it once subscribed: two messages of the budget.
-      ...topics.map(([topic, state]): PacedStep => ({ run: () => this.#subscribeOn(topic, state), messages: state.presence === undefined ? 1 : 2 })),
-      ...queued.map((entry): PacedStep => ({ run: () => this.#flush(socket, entry), messages: 1 }))
+    const steps: Array<() => void> = [
+      ...topics.map(([topic, state]) => () => this.#subscribeOn(topic, state)),
+      ...queued.map((entry) => () => this.#flush(socket, entry))
     ]
     this.#paced(socket, steps)
   }
 
-  /** Runs `steps`: at once up to half the budget's messages, then the rest at the budget's rate. */
-  #paced (socket: WebSocketLike | undefined, steps: PacedStep[]): void {
+  /** Runs `steps`: at once up to half the budget, then one every 1/budget seconds. */
+  #paced (socket: WebSocketLike | undefined, steps: Array<() => void>): void {
     const budget = this.#messagesPerSecond
-    if (budget <= 0) {
-      for (const step of steps) step.run()
-      return
-    }
-    const burst = Math.max(1, Math.floor(budget / 2))
-    let next = 0
-    for (let spent = 0; next < steps.length; next++) {
-      const step = steps[next] as PacedStep
-      if (next > 0 && spent + step.messages > burst) break
-      spent += step.messages
-      step.run()
-    }
-    // Each later step waits for the budget to refill by the messages it spends.
-    const delayOf = (step: PacedStep): number => step.messages * 1_000 / budget
+    const burst = budget > 0 ? Math.max(1, Math.floor(budget / 2)) : steps.length
+    steps.slice(0, burst).forEach((step) => step())
+    let next = burst
     const tick = (): void => {
       if (socket !== this.#socket || this.#state !== 'open' || next >= steps.length) return
-      ;(steps[next++] as PacedStep).run()
-      if (next < steps.length) setTimeout(tick, delayOf(steps[next] as PacedStep))
+      steps[next++]?.()
+      setTimeout(tick, 1_000 / budget)
     }
-    if (next < steps.length) setTimeout(tick, delayOf(steps[next] as PacedStep))
+    if (next < steps.length) setTimeout(tick, 1_000 / budget)
   }
 
   #flush (socket: WebSocketLike | undefined, entry: Queued): void {
@@ -390,7 +371,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       data.presence = true
       state.presence.resubscribed()
     }
-    this.#request('$subscribe', data).then((reply: { offset: string, epoch: string, recovered: boolean }) => {
+    this.#request('$subscribe', data).then((reply: { offset: string, epoch: string, recovered: boolean, presence?: PresenceReply<PresenceInfo<R>> }) => {
       if (this.#topics.get(topic) !== state) return
       // Another epoch: the old offsets mean nothing, the topic starts over from its present.
       if (state.epoch !== undefined && reply.epoch !== state.epoch) state.last = undefined
@@ -400,7 +381,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (resuming && !reply.recovered) state.options.onRecoveryFailed?.(topic)
       state.ready?.resolve()
       state.ready = undefined
-      if (state.presence !== undefined) this.#readPresence(topic, state)
+      if (state.presence !== undefined && reply.presence !== undefined) state.options.presence?.(state.presence.snapshot(reply.presence))
     }, (err: RealtimeClientError) => {
       if (this.#topics.get(topic) !== state) return
       // A lost connection is retried on the next `$welcome`.
@@ -418,27 +399,6 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (state.ready !== undefined) state.ready.reject(err)
       else state.options.onError?.(topic, err)
       state.ready = undefined
-    })
-  }
-
-  /** The snapshot that diffs (held meanwhile) apply to; asked again when it cannot be had now. */
-  #readPresence (topic: string, state: TopicState<R>): void {
-    const socket = this.#socket
-    this.presence(topic, { limit: MAX_PRESENCE_LIMIT }).then((reply) => {
-      if (this.#topics.get(topic) !== state || state.presence === undefined) return
-      state.options.presence?.(state.presence.snapshot(reply))
-    }, (err: RealtimeClientError) => {
-      if (this.#topics.get(topic) !== state) return
-      if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.QUEUE_FULL || err.code === ClientErrorCode.CLOSED) return
-      if (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.RATE_LIMITED || err.code === ClientErrorCode.TIMEOUT) {
-        setTimeout(() => {
-          if (socket === this.#socket && this.#state === 'open' && this.#topics.get(topic) === state) this.#readPresence(topic, state)
-        }, err.retryAfterMs ?? backoffDelay(1, this.#options.backoff) + 100)
-        return
-      }
-      // Refused for good: this subscription goes on without presence, and says so.
-      state.presence = undefined
-      state.options.onError?.(topic, err)
     })
   }
 

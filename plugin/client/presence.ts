@@ -33,7 +33,7 @@ export interface PresenceDiffData<Info> {
 }
 
 /**
- * A topic's members as the client knows them: a snapshot from `$presence`, then every diff.
+ * A topic's members as the client knows them: the snapshot its `$subscribe` answer carried, then every diff.
  * Diffs that arrive before the snapshot wait for it; applied after it, a join it already holds
  * or a leave of what it lacks changes nothing, so none is lost or counted twice.
  */

@@ -3,7 +3,7 @@ import type { Connection } from '../connection/connection.js'
 import { DEFAULTS } from '../defaults.js'
 import { compileMessage, type CompiledMessage } from '../messages/compile.js'
 import { MAX_PRESENCE_LIMIT, presenceReplyBody } from '../protocol/frames.js'
-import { TopicName } from '../topics/commands.js'
+import { PresenceReply, TopicName } from '../topics/commands.js'
 import type { PresenceHub } from './hub.js'
 import { assertPresenceReadable } from './membership.js'
 
@@ -13,16 +13,6 @@ const PresenceData = Type.Object({
   count: Type.Optional(Type.Boolean()),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PRESENCE_LIMIT }))
 }, { additionalProperties: false })
-
-const PresenceReply = Type.Object({
-  topic: Type.String(),
-  users: Type.Integer(),
-  connections: Type.Integer(),
-  members: Type.Optional(Type.Array(Type.Object({
-    user: Type.String(),
-    connections: Type.Array(Type.Object({ connection: Type.String(), info: Type.Unknown() }))
-  })))
-})
 
 /**
  * `$presence`, dispatched like declared messages. The reply is built from entries whose info is

@@ -9,6 +9,13 @@ import { PendingDiff } from './pending-diff.js'
 /** How soon a failed resync of a topic's view is tried again. */
 const RESYNC_RETRY_MS = 1_000
 
+/**
+ * A topic that keeps changing (a reconnect storm) has its window doubled after each frame that
+ * carried more than one change, up to this many times `windowMs`: its watchers then get a frame
+ * a second rather than ten. A frame with one change, or a quiet window, brings it back.
+ */
+const MAX_WINDOW_FACTOR = 10
+
 interface WatchedTopic {
   /** Every entry of the topic's presence, across nodes, as this node last heard. */
   view: Map<string, PresenceEntry>
@@ -16,6 +23,10 @@ interface WatchedTopic {
   /** What the watchers have not been told yet. */
   pending: PendingDiff
   timer: ReturnType<typeof setTimeout> | undefined
+  /** The current window: `windowMs`, widened while the topic keeps changing. */
+  windowMs: number
+  /** When its last frame went, to tell a storm from a change after a quiet spell. */
+  flushedAt: number
   /** Diffs that arrived while the view was being (re)read: applied after it, in order. */
   held: PresenceDiff[] | undefined
   /** Settles when the first read of the view is done. */
@@ -28,9 +39,9 @@ interface WatchedTopic {
 /**
  * The node's side of presence: its connections' entries go to the broker, and for each topic
  * some local connection watches, one broker listener keeps a view of every node's entries.
- * Changes reach the watchers coalesced over `windowMs`, one frame per topic, the same bytes for
- * every socket: a room that a thousand members join within a second costs each member about
- * `1000 / windowMs` frames, not a thousand.
+ * Changes reach the watchers coalesced over `windowMs` (widened while the topic keeps changing),
+ * one frame per topic, the same bytes for every socket: a room that a thousand members join
+ * within a second costs each member a handful of frames, not a thousand.
  */
 export class PresenceHub {
   readonly #broker: Broker
@@ -86,6 +97,8 @@ export class PresenceHub {
         watchers: new Set(),
         pending: new PendingDiff(),
         timer: undefined,
+        windowMs: this.#windowMs,
+        flushedAt: 0,
         held: [],
         ready: Promise.resolve(),
         reread: false,
@@ -211,14 +224,18 @@ export class PresenceHub {
 
   #schedule (topic: string, watched: WatchedTopic): void {
     if (watched.pending.empty || watched.timer !== undefined) return
-    watched.timer = setTimeout(() => this.#flush(topic, watched), this.#windowMs)
+    if (performance.now() - watched.flushedAt > 2 * watched.windowMs) watched.windowMs = this.#windowMs
+    watched.timer = setTimeout(() => this.#flush(topic, watched), watched.windowMs)
   }
 
   /** One frame for every watcher, holding the window's net change. */
   #flush (topic: string, watched: WatchedTopic): void {
     watched.timer = undefined
     const diff = watched.pending.take()
-    if (diff.joins.length === 0 && diff.leaves.length === 0) return
+    const changes = diff.joins.length + diff.leaves.length
+    watched.windowMs = changes > 1 ? Math.min(2 * watched.windowMs, MAX_WINDOW_FACTOR * this.#windowMs) : this.#windowMs
+    watched.flushedAt = performance.now()
+    if (changes === 0) return
     this.#metrics.presenceChanged(diff.joins.length, diff.leaves.length)
     const text = new SharedText(presenceDiffFrame(topic, diff))
     for (const connection of watched.watchers) connection.writeShared(text, PRESENCE_DIFF_TYPE)

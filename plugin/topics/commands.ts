@@ -6,7 +6,7 @@ import { ErrorCode } from '../protocol/codes.js'
 import { MAX_TOPIC_LENGTH } from '../protocol/frames.js'
 import { RealtimeError } from '../messages/realtime-error.js'
 import { compileMessage, type CompiledMessage } from '../messages/compile.js'
-import type { TopicHub } from './hub.js'
+import type { SubscribeResult, TopicHub } from './hub.js'
 import type { PresenceHub } from '../presence/hub.js'
 import type { PresenceMembership } from '../presence/membership.js'
 
@@ -15,6 +15,8 @@ export interface SubscribePresence {
   hub: PresenceHub
   /** What the subscription makes of presence: see `membershipFor` in presence/membership.ts. */
   membershipFor: (connection: Connection, topic: string, watch: boolean) => Promise<PresenceMembership | undefined>
+  /** The topic's members as the `presence` of the reply, JSON text. */
+  snapshot: (topic: string) => Promise<string>
 }
 
 /** Topic names: any non-empty string up to `MAX_TOPIC_LENGTH` characters; routes decide which are allowed. */
@@ -28,12 +30,28 @@ const SubscribeData = Type.Object({
   presence: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
+/** A topic's presence as `$presence` (and `$subscribe` with `presence: true`) answers it. */
+export const PresenceReply = Type.Object({
+  topic: Type.String(),
+  users: Type.Integer(),
+  connections: Type.Integer(),
+  members: Type.Optional(Type.Array(Type.Object({
+    user: Type.String(),
+    connections: Type.Array(Type.Object({ connection: Type.String(), info: Type.Unknown() }))
+  })))
+})
+
 const SubscribeReply = Type.Object({
   topic: Type.String(),
   offset: Type.String(),
   epoch: Type.String(),
-  recovered: Type.Boolean()
+  recovered: Type.Boolean(),
+  /** With `presence: true`: the members once this connection watches them, so that diffs apply to them. */
+  presence: Type.Optional(PresenceReply)
 })
+
+/** What the handler returns: the reply's fields, and the presence part as JSON text already. */
+type SubscribeAnswer = SubscribeResult & { presence?: string }
 
 const UnsubscribeData = Type.Object({ topic: TopicName }, { additionalProperties: false })
 const UnsubscribeReply = Type.Object({ topic: Type.String() })
@@ -55,11 +73,12 @@ export function createTopicCommands (hub: TopicHub, presence: SubscribePresence,
         throw new RealtimeError(ErrorCode.FORBIDDEN, `a connection may hold at most ${maxSubscriptions} topics`)
       }
       const membership = await presence.membershipFor(conn, data.topic, data.presence === true)
-      const result = await hub.subscribe(conn, data.topic, data.since, data.epoch, membership)
+      const result: SubscribeAnswer = await hub.subscribe(conn, data.topic, data.since, data.epoch, membership)
       // Superseded meanwhile: the newer subscription makes its own membership.
       if (membership === undefined || conn.subscriptions.get(data.topic)?.presence !== membership) return result
       try {
         await membership.enter(presence.hub, conn, data.topic)
+        if (membership.watch) result.presence = await presence.snapshot(data.topic)
       } catch (err) {
         if (conn.subscriptions.get(data.topic)?.presence === membership) hub.unsubscribe(conn, data.topic)
         throw err
@@ -67,6 +86,13 @@ export function createTopicCommands (hub: TopicHub, presence: SubscribePresence,
       return result
     }
   )
+  const serializeResult = subscribe.serializeReply as (value: unknown) => string
+  // The presence part is already JSON: spliced in, not parsed and serialized again.
+  subscribe.serializeReply = (value) => {
+    const { presence: members, ...result } = value as SubscribeAnswer
+    const body = serializeResult(result)
+    return members === undefined ? body : body.slice(0, -1) + ',"presence":' + members + '}'
+  }
   const unsubscribe = compileMessage(
     { data: UnsubscribeData, reply: UnsubscribeReply },
     (data: { topic: string }, { connection }) => {

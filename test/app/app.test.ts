@@ -26,6 +26,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     addressMessagesPerSecond: undefined,
     allowedOrigins: undefined,
     drainMs: undefined,
+    presenceWindowMs: undefined,
     tls: undefined
   }
   assert.deepEqual(loadConfig({}), {
@@ -39,6 +40,7 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     lokiUrl: undefined,
     redisUrl: undefined,
     historySize: undefined,
+    presenceLeaseMs: undefined,
     traceSampleRatio: 1,
     ...unset
   })
@@ -49,6 +51,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
   assert.throws(() => loadConfig({ LOKI_URL: 'loki:3100' }), /LOKI_URL must be an http\(s\) URL/)
   assert.equal(loadConfig({ REDIS_URL: 'redis://redis:6379/0' }).redisUrl, 'redis://redis:6379/0')
   assert.equal(loadConfig({ BROKER_HISTORY_SIZE: '5000' }).historySize, 5000)
+  assert.deepEqual(pick(loadConfig({ BROKER_PRESENCE_LEASE_MS: '3000', WS_PRESENCE_WINDOW_MS: '250' }), 'presenceLeaseMs', 'presenceWindowMs'), { presenceLeaseMs: 3000, presenceWindowMs: 250 })
+  assert.throws(() => loadConfig({ WS_PRESENCE_WINDOW_MS: '0' }), /WS_PRESENCE_WINDOW_MS/)
   // The plugin samples messages at the ratio the SDK is told, only when an SDK runs.
   const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' }
   assert.equal(loadConfig(otlp).traceSampleRatio, 0.01)
@@ -103,6 +107,8 @@ test('config: defaults, WS_* values, and clear errors for bad values', () => {
     lokiUrl: undefined,
     redisUrl: undefined,
     historySize: undefined,
+    presenceLeaseMs: undefined,
+    presenceWindowMs: undefined,
     traceSampleRatio: 1,
     tls: undefined
   })

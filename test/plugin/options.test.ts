@@ -14,6 +14,7 @@ test('bad plugin options are refused at register time with a message naming the 
     [{ messagesPerSecond: Number.NaN }, /messagesPerSecond/],
     [{ maxNestingDepth: 2.5 }, /maxNestingDepth/],
     [{ maxSubscriptionsPerConnection: -1 }, /maxSubscriptionsPerConnection/],
+    [{ presenceWindowMs: 0 }, /presenceWindowMs/],
     [{ perMessageDeflate: 'yes' as unknown as boolean }, /perMessageDeflate/],
     [{ headersTimeoutMs: -1 }, /headersTimeoutMs is invalid: expected an integer >= 0, got -1/],
     [{ headersTimeoutMs: 1.5 }, /headersTimeoutMs/],

@@ -49,7 +49,13 @@ const leavesOf = (diffs: Frame[]): Array<Record<string, unknown>> => diffs.flatM
 test('presence: members see each other join and leave; a user with two connections is one member with two entries; info goes through its schema', async (t) => {
   const server = await startServer(t, (app) => { declarePresenceRoute(app) }, identified)
   const alice = await connectAs(t, server, 'u-alice', 'Alice')
-  assert.equal((await alice.request('$subscribe', { topic: 'room:lobby', presence: true })).type, '$reply')
+  const subscribed = await alice.request('$subscribe', { topic: 'room:lobby', presence: true })
+  assert.deepEqual(subscribed.data.presence, {
+    topic: 'room:lobby',
+    users: 1,
+    connections: 1,
+    members: [{ user: 'u-alice', connections: [{ connection: alice.welcome!.data.connectionId, info: { name: 'Alice' } }] }]
+  }, 'a watcher gets the members with its subscription, itself included')
   const [self] = await diffsUntil(alice, (diffs) => joinsOf(diffs).length >= 1)
   assert.deepEqual(self!.data, { joins: [{ user: 'u-alice', connection: alice.welcome!.data.connectionId, info: { name: 'Alice' } }], leaves: [] }, 'a watcher hears its own join')
   const alone = await alice.request('$presence', { topic: 'room:lobby' })
@@ -244,4 +250,27 @@ test('presence: a member subscribing again with new info joins again in the diff
   assert.equal((await loose.request('$presence', { topic: 'room:loose', count: true })).data.users, 0, 'not a member')
   assert.equal((await watcher.request('$presence', { topic: 'room:moods', count: true })).data.users, 2, 'nor is odd')
   await assert.rejects(watcher.next(isDiff, 300), /no matching frame/, 'the watchers heard nothing of them')
+})
+
+test('presence: while a topic keeps changing its window widens, up to tenfold; after a quiet spell one change goes out within the base window', async (t) => {
+  const server = await startServer(t, (app) => { declarePresenceRoute(app) }, { ...identified, presenceWindowMs: 40 })
+  const watcher = await connectAs(t, server, 'watcher')
+  await watcher.request('$subscribe', { topic: 'room:storm', presence: true })
+  await diffsUntil(watcher, (diffs) => joinsOf(diffs).length >= 1)
+  // A steady stream of joins over about 1.2 s: thirty windows of 40 ms at the base width.
+  const stormStartedAt = Date.now()
+  for (let i = 0; i < 40; i++) {
+    const member = await connectAs(t, server, `s${i}`)
+    await member.request('$subscribe', { topic: 'room:storm' })
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, stormStartedAt + i * 30 - Date.now())))
+  }
+  const storm = await diffsUntil(watcher, (diffs) => joinsOf(diffs).length >= 40, 3_000)
+  assert.ok(storm.length <= 8, `${storm.length} frames for 40 joins over ${Date.now() - stormStartedAt} ms`)
+  await assert.rejects(watcher.next(isDiff, 800), /no matching frame/)
+
+  const lateAt = Date.now()
+  const late = await connectAs(t, server, 'late')
+  await late.request('$subscribe', { topic: 'room:storm' })
+  await diffsUntil(watcher, (diffs) => joinsOf(diffs).length >= 1)
+  assert.ok(Date.now() - lateAt < 400, `the change after the quiet spell took ${Date.now() - lateAt} ms`)
 })

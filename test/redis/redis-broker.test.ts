@@ -135,7 +135,8 @@ test('RedisBroker: a second subscribe to a topic still being set up waits for it
   assert.deepEqual(results.map((result) => result.status), ['rejected', 'rejected'], 'nobody believes it is subscribed')
 })
 
-test('RedisBroker: refuses a topic TTL or command timeout that is not a positive integer', () => {
+test('RedisBroker: refuses a topic TTL or command timeout that is not a positive integer, and a presence lease under 500 ms', () => {
   assert.throws(() => new RedisBroker({ topicTtlSeconds: 0, redisOptions: { lazyConnect: true } }), /topicTtlSeconds/)
   assert.throws(() => new RedisBroker({ commandTimeoutMs: -1, redisOptions: { lazyConnect: true } }), /commandTimeoutMs/)
+  assert.throws(() => new RedisBroker({ presenceLeaseMs: 499, redisOptions: { lazyConnect: true } }), /presenceLeaseMs is invalid: expected an integer >= 500/)
 })
