@@ -12,7 +12,7 @@ import { TopicHub } from './topics/hub.js'
 import { createPresenceCommand } from './presence/commands.js'
 import { PresenceHub } from './presence/hub.js'
 import { membershipFor } from './presence/membership.js'
-import { MAX_PRESENCE_LIMIT, presenceReplyBody } from './protocol/frames.js'
+import { MAX_PRESENCE_LIMIT } from './protocol/frames.js'
 import { createPublisher, type Publish } from './topics/publish.js'
 import type { Identity } from './types.js'
 
@@ -69,7 +69,7 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
         ...createTopicCommands(hub, {
           hub: presence,
           membershipFor,
-          snapshot: async (topic) => presenceReplyBody(topic, await presence.entries(topic), MAX_PRESENCE_LIMIT)
+          snapshot: async (topic) => await presence.replyBody(topic, MAX_PRESENCE_LIMIT)
         }, options.maxSubscriptionsPerConnection),
         ['$presence', createPresenceCommand(presence)],
         ['$ping', createPingCommand()]

@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import type { Connection } from '../connection/connection.js'
 import { DEFAULTS } from '../defaults.js'
 import { compileMessage, type CompiledMessage } from '../messages/compile.js'
-import { MAX_PRESENCE_LIMIT, presenceReplyBody } from '../protocol/frames.js'
+import { MAX_PRESENCE_LIMIT } from '../protocol/frames.js'
 import { PresenceReply, TopicName } from '../topics/commands.js'
 import type { PresenceHub } from './hub.js'
 import { assertPresenceReadable } from './membership.js'
@@ -24,8 +24,7 @@ export function createPresenceCommand (presence: PresenceHub): CompiledMessage {
     { data: PresenceData, reply: PresenceReply },
     async (data: { topic: string, count?: boolean, limit?: number }, { connection }) => {
       await assertPresenceReadable(connection as Connection, data.topic)
-      const entries = await presence.entries(data.topic)
-      return presenceReplyBody(data.topic, entries, data.count === true ? undefined : data.limit ?? DEFAULTS.presenceLimit)
+      return await presence.replyBody(data.topic, data.count === true ? undefined : data.limit ?? DEFAULTS.presenceLimit)
     }
   )
   return { ...command, serializeReply: (body) => body as string }

@@ -2,9 +2,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Broker, PresenceDiff, PresenceEntry, PresenceListener } from '../broker/broker.js'
 import type { Connection } from '../connection/connection.js'
 import { SharedText } from '../protocol/framing.js'
-import { PRESENCE_DIFF_TYPE, presenceDiffFrame } from '../protocol/frames.js'
+import { PRESENCE_DIFF_TYPE, presenceDiffFrame, presenceReplyBody } from '../protocol/frames.js'
 import type { RealtimeMetrics } from '../telemetry/metrics.js'
 import { PendingDiff } from './pending-diff.js'
+import { PresenceView } from './view.js'
 
 /** How soon a failed resync of a topic's view is tried again. */
 const RESYNC_RETRY_MS = 1_000
@@ -18,7 +19,7 @@ const MAX_WINDOW_FACTOR = 10
 
 interface WatchedTopic {
   /** Every entry of the topic's presence, across nodes, as this node last heard. */
-  view: Map<string, PresenceEntry>
+  view: PresenceView
   watchers: Set<Connection>
   /** What the watchers have not been told yet. */
   pending: PendingDiff
@@ -93,7 +94,7 @@ export class PresenceHub {
     let watched = this.#watched.get(topic)
     if (watched === undefined) {
       const created: WatchedTopic = {
-        view: new Map(),
+        view: new PresenceView(),
         watchers: new Set(),
         pending: new PendingDiff(),
         timer: undefined,
@@ -136,16 +137,19 @@ export class PresenceHub {
       .catch((err: unknown) => this.#log.warn({ err, topic }, 'ws.broker_unwatch_failed'))
   }
 
-  /** The topic's entries: this node's view when some connection here watches it, else one broker read. */
-  async entries (topic: string): Promise<Iterable<PresenceEntry>> {
+  /**
+   * The `data` of a `$presence` reply (`limit` undefined: the counts only): from this node's view
+   * when some connection here watches the topic, else from one broker read.
+   */
+  async replyBody (topic: string, limit: number | undefined): Promise<string> {
     const watched = this.#watched.get(topic)
     if (watched !== undefined) {
       try {
         await watched.ready
-        if (watched.held === undefined) return watched.view.values()
+        if (watched.held === undefined) return watched.view.replyBody(topic, limit)
       } catch {}
     }
-    return await this.#broker.presence(topic)
+    return presenceReplyBody(topic, await this.#broker.presence(topic), limit)
   }
 
   /** Waits for leaves still on their way to the broker. */
@@ -169,8 +173,8 @@ export class PresenceHub {
       throw err
     }
     const fresh = new Map(entries.map((entry) => [entry.connection, entry]))
-    for (const [connection, entry] of watched.view) {
-      if (!fresh.has(connection)) this.#apply(watched, entry, false)
+    for (const entry of [...watched.view.entries()]) {
+      if (!fresh.has(entry.connection)) this.#apply(watched, entry, false)
     }
     for (const entry of fresh.values()) this.#apply(watched, entry, true)
     const held = watched.held
@@ -217,7 +221,7 @@ export class PresenceHub {
     const held = watched.view.get(entry.connection)
     // A join of an entry already there changes it only when its info changed.
     if (held === undefined ? !present : present && held.info === entry.info) return
-    if (present) watched.view.set(entry.connection, entry)
+    if (present) watched.view.set(entry)
     else watched.view.delete(entry.connection)
     watched.pending.record(entry, held, present)
   }

@@ -95,6 +95,22 @@ export function presenceDiffFrame (topic: string, diff: { joins: PresenceEntryTe
     ',"data":{"joins":[' + diff.joins.map(joinText).join(',') + '],"leaves":[' + diff.leaves.map(leaveText).join(',') + ']}}'
 }
 
+/** One user of a `$presence` reply, with every entry it has in the topic. */
+export function presenceMemberText (user: string, entries: Iterable<PresenceEntryText>): string {
+  const connections: string[] = []
+  for (const entry of entries) connections.push('{"connection":' + JSON.stringify(entry.connection) + ',"info":' + entry.info + '}')
+  return '{"user":' + JSON.stringify(user) + ',"connections":[' + connections.join(',') + ']}'
+}
+
+/**
+ * The `data` of a `$presence` reply from its parts: the totals, and `members` (already
+ * `presenceMemberText`s, at most the limit asked for) unless only the counts were asked for.
+ */
+export function presenceReplyText (topic: string, users: number, connections: number, members: string[] | undefined): string {
+  const counts = '{"topic":' + JSON.stringify(topic) + ',"users":' + users + ',"connections":' + connections
+  return members === undefined ? counts + '}' : counts + ',"members":[' + members.join(',') + ']}'
+}
+
 /** The `data` of a `$presence` reply: `members` holds at most `limit` users, each with all its connections. */
 export function presenceReplyBody (topic: string, entries: Iterable<PresenceEntryText>, limit: number | undefined): string {
   const byUser = new Map<string, PresenceEntryText[]>()
@@ -105,13 +121,11 @@ export function presenceReplyBody (topic: string, entries: Iterable<PresenceEntr
     if (held === undefined) byUser.set(entry.user, [entry])
     else held.push(entry)
   }
-  const counts = '{"topic":' + JSON.stringify(topic) + ',"users":' + byUser.size + ',"connections":' + connections
-  if (limit === undefined) return counts + '}'
+  if (limit === undefined) return presenceReplyText(topic, byUser.size, connections, undefined)
   const members: string[] = []
   for (const [user, held] of byUser) {
     if (members.length >= limit) break
-    members.push('{"user":' + JSON.stringify(user) + ',"connections":[' +
-      held.map((entry) => '{"connection":' + JSON.stringify(entry.connection) + ',"info":' + entry.info + '}').join(',') + ']}')
+    members.push(presenceMemberText(user, held))
   }
-  return counts + ',"members":[' + members.join(',') + ']}'
+  return presenceReplyText(topic, byUser.size, connections, members)
 }
