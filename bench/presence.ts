@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process'
 import { startRedis } from '../test/helpers/redis.js'
 import { DEFAULTS } from '../plugin/index.js'
 import { MAX_PRESENCE_LIMIT } from '../plugin/protocol/frames.js'
+import { MAX_WINDOW_FACTOR } from '../plugin/presence/hub.js'
 import { LOAD_CORE, RUNS, ask, cpuMicros, median, pinned, spread, startServer, stop } from './harness.js'
 import type { JoinPlan, JoinResult, PresencePlan, ReadPlan, ReadResult, ReadSample, SubscribePlan, SubscribeResult } from './presence-load.js'
 import { verdict, type Section } from './report.js'
@@ -19,8 +20,8 @@ const JOINING = Number(process.env.BENCH_PRESENCE_MEMBERS ?? 1_000)
 const JOIN_OVER_MS = 1_000
 const FRAMES_TARGET = 20
 const WINDOWS = [DEFAULTS.presenceWindowMs, 1]
-/** Quiet for five default windows: the last diff is long out, however late the timers run. */
-const QUIET_MS = 5 * DEFAULTS.presenceWindowMs
+/** Quiet for longer than the widest window a storm can reach: the last diff is out by then. */
+const QUIET_MS = (MAX_WINDOW_FACTOR + 2) * DEFAULTS.presenceWindowMs
 const LARGE_ROOM = Number(process.env.BENCH_PRESENCE_ROOM ?? 10_000)
 const READS = 200
 const READ_WARMUP = 10

@@ -15,7 +15,7 @@ const RESYNC_RETRY_MS = 1_000
  * carried more than one change, up to this many times `windowMs`: its watchers then get a frame
  * a second rather than ten. A frame with one change, or a quiet window, brings it back.
  */
-const MAX_WINDOW_FACTOR = 10
+export const MAX_WINDOW_FACTOR = 10
 
 interface WatchedTopic {
   /** Every entry of the topic's presence, across nodes, as this node last heard. */
