@@ -22,7 +22,7 @@ export default [
   stage(['plugin/broker/**', 'plugin/telemetry/**'], '^\\.\\./(?!protocol/|defaults\\.js$|errors\\.js$)', 'broker/ and telemetry/ are transports: they import protocol/, defaults and errors only.'),
   stage(['plugin/messages/**'], `^\\.\\./(topics|presence|connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'messages/ comes before topics/, presence/, connection/ and upgrade/: take what it needs as arguments.'),
   stage(['plugin/topics/**'], `^\\.\\./(presence|connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'topics/ comes before presence/, connection/ and upgrade/: take what it needs as arguments.'),
-  stage(['plugin/presence/**'], `^\\.\\./(connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'presence/ comes before connection/ and upgrade/.'),
+  stage(['plugin/presence/**', 'plugin/fleet/**'], `^\\.\\./(connection|upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'presence/ and fleet/ come before connection/ and upgrade/.'),
   stage(['plugin/connection/**'], `^\\.\\./(upgrade|asyncapi|client)/|^\\.\\./${TOP}`, 'connection/ comes before upgrade/.'),
   stage(['plugin/upgrade/**', 'plugin/asyncapi/**'], `^\\.\\./(client)/|^\\.\\./${TOP}`, 'upgrade/ and asyncapi/ import the stages below them, never the plugin\'s entry or the client.'),
   stage(['plugin/*.ts'], '^\\.\\./|^\\./client/', 'the plugin imports no application, test or client code.')

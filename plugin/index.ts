@@ -10,7 +10,8 @@ import type { Broker } from './broker/broker.js'
 import { MemoryBroker } from './broker/memory.js'
 import { refuseUpgradesWhileClosing } from './upgrade/closing.js'
 import { drainConnections } from './connection/drain.js'
-import { FRT_ERR_INVALID_OPTION } from './errors.js'
+import { FRT_ERR_INVALID_OPTION, FRT_ERR_UNKNOWN_EVENT } from './errors.js'
+import type { DisconnectOptions, UserActionResult } from './fleet/actions.js'
 import { registerHealthRoutes } from './upgrade/health.js'
 import { checkAsyncApiOptions, resolveOptions, type RealtimeOptions } from './options.js'
 import { SUBPROTOCOL } from './protocol/frames.js'
@@ -37,6 +38,18 @@ export interface RealtimeDecorator {
    * before `app.close()`; `app.close()` drains too if it has not happened.
    */
   drain: () => Promise<void>
+  /**
+   * Closes every connection of the identity `user` on every node (1008 by default: do not
+   * reconnect until the user acts). Resolves once the broker told every node: with Redis, that
+   * `PUBLISH` delivered it to each node's subscriber connection (a node away from Redis then
+   * misses it); `nodes` says how many.
+   */
+  disconnectUser: (user: string, options?: DisconnectOptions) => Promise<UserActionResult>
+  /**
+   * Sends `event` to every connection of `user` on every node, on each route declaring it,
+   * serialized by that route's schema; untyped here, typed as `route.sendToUser`.
+   */
+  sendToUser: (user: string, event: string, data: unknown) => Promise<UserActionResult>
   /**
    * The AsyncAPI 3.0 document of this instance's routes, for a build-time export; call it after
    * `await app.ready()`, once every route is declared. `options` override the plugin's.
@@ -110,6 +123,13 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     get connectionCount () { return state.connections.size },
     get accepting () { return state.accepting },
     drain,
+    disconnectUser: async (user: string, options?: DisconnectOptions) => await state.fleet.disconnectUser(user, options),
+    sendToUser: async (user: string, event: string, data: unknown) => {
+      const routes = state.routes.filter((route) => route.declared.events.has(event))
+      if (routes.length === 0) throw new FRT_ERR_UNKNOWN_EVENT(event, 'any route')
+      const told = await Promise.all(routes.map(async (route) => await state.fleet.sendToUser(route.declared, user, event, data)))
+      return { nodes: Math.max(...told.map((result) => result.nodes)) }
+    },
     asyncApi: (overrides: AsyncApiOptions = {}) => buildAsyncApiDocument(documentSources, { ...(options.asyncapi || {}), ...checkAsyncApiOptions(overrides) })
   })
   fastify.decorate('wsRoute', function wsRoute<E extends EventSchemas, P extends TSchema> (this: FastifyInstance, url: string, routeOptions: RealtimeRouteOptions<E, P> = {}) {
@@ -130,6 +150,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
   let stopSweeper: (() => void) | undefined
   fastify.addHook('onReady', async () => {
     state.started = true
+    // With the broker away, the listener waits for it: actions on users resume when it is back.
+    await state.fleet.start().catch((err: unknown) => fastify.log.warn({ err }, 'ws.fleet_unavailable'))
     stopSweeper = startSweeper(state.connections, options)
   })
   fastify.addHook('onClose', async () => {
@@ -137,6 +159,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, plu
     stopSweeper?.()
     // Every connection has closed: their leaves reach the broker before it may close.
     await state.presence.close()
+    await state.fleet.stop().catch(() => {})
     if (ownsBroker) await broker.close()
   })
 }
@@ -179,7 +202,8 @@ export { SUBPROTOCOL, type MessageId } from './protocol/frames.js'
 export { RealtimeRoute } from './route.js'
 export type { Authenticate, RealtimeOptions } from './options.js'
 export type { MetricsOptions } from './telemetry/metrics.js'
+export type { DisconnectOptions, UserActionResult } from './fleet/actions.js'
 export type * from './types.js'
-export { BrokerUnavailableError, type Broker, type BrokerMessage, type PresenceDiff, type PresenceEntry, type PresenceListener, type TopicEntry, type TopicHistory, type TopicListener, type TopicPosition } from './broker/broker.js'
+export { BrokerUnavailableError, type Broker, type BrokerMessage, type FleetListener, type PresenceDiff, type PresenceEntry, type PresenceListener, type TopicEntry, type TopicHistory, type TopicListener, type TopicPosition } from './broker/broker.js'
 export { MemoryBroker, createMemoryBroker, type MemoryBrokerOptions } from './broker/memory.js'
 export { ZERO_OFFSET, compareOffsets } from './protocol/offsets.js'

@@ -11,6 +11,7 @@ import { createTopicCommands } from './topics/commands.js'
 import { TopicHub } from './topics/hub.js'
 import { createPresenceCommand } from './presence/commands.js'
 import { PresenceHub } from './presence/hub.js'
+import { FleetActions } from './fleet/actions.js'
 import { membershipFor } from './presence/membership.js'
 import { MAX_PRESENCE_LIMIT } from './protocol/frames.js'
 import { createPublisher, type Publish } from './topics/publish.js'
@@ -34,6 +35,9 @@ export interface RealtimeInstance {
   readonly metrics: RealtimeMetrics
   readonly dispatch: DispatchEnvironment
   readonly connections: Set<Connection>
+  /** Open connections by identity id, for actions on a user. */
+  readonly users: Map<string, Set<Connection>>
+  readonly fleet: FleetActions
   /** Message budgets shared by each client's connections on this node. */
   readonly clientBudgets: ClientBudgets
   readonly routes: ServedRoute[]
@@ -56,6 +60,7 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
     if (entry.publishedAt !== undefined) metrics.brokerDelivered(broker.name, Math.max(0, Date.now() - entry.publishedAt) / 1000)
   }, (connection, topic, subscription) => subscription.presence?.exit(presence, connection, topic))
   const publish = createPublisher(broker, metrics)
+  const users = new Map<string, Set<Connection>>()
   return {
     options,
     broker,
@@ -77,6 +82,8 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
       publish
     },
     connections: new Set(),
+    users,
+    fleet: new FleetActions(broker, (user) => users.get(user), metrics, log),
     clientBudgets: new ClientBudgets(options.identityMessagesPerSecond, options.addressMessagesPerSecond),
     routes: [],
     identities: new WeakMap(),

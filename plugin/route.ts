@@ -6,6 +6,7 @@ import { openConnection } from './connection/lifecycle.js'
 import { releaseSlot } from './connection/slots.js'
 import { FRT_ERR_DUPLICATE_MESSAGE, FRT_ERR_INVALID_OPTION, FRT_ERR_ROUTE_READY } from './errors.js'
 import type { RealtimeInstance, ServedRoute } from './instance.js'
+import type { UserActionResult } from './fleet/actions.js'
 import { assertName, compileEvents, compileMessage, compilePresence, type CompiledRoute } from './messages/compile.js'
 import { corkForTurn } from './connection/turn-cork.js'
 import { numberOption } from './options.js'
@@ -46,6 +47,14 @@ export class RealtimeRoute<E extends EventSchemas = {}, M extends Record<string,
   /** Publishes a declared event on a topic; resolves with the offset the broker gave it. */
   async publish<K extends keyof E & string>(topic: string, event: K, data: Static<E[K]>): Promise<TopicPosition> {
     return await this.#served.instance.publish(this.#served.declared, topic, event, data)
+  }
+
+  /**
+   * Sends a declared event to every connection of the identity `user` on this route, on every
+   * node; resolves once the broker told every node (see `app.realtime.disconnectUser`).
+   */
+  async sendToUser<K extends keyof E & string>(user: string, event: K, data: Static<E[K]>): Promise<UserActionResult> {
+    return await this.#served.instance.fleet.sendToUser(this.#served.declared, user, event, data)
   }
 
   /** Connections currently open on this route. */

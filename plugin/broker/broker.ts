@@ -62,6 +62,9 @@ export interface PresenceDiff {
  */
 export type PresenceListener = (diff: PresenceDiff | undefined) => void
 
+/** Hears every fleet message (an action on a user, for every node) broadcast by any node, its own included. */
+export type FleetListener = (message: string) => void
+
 export interface Broker {
   /** Short lowercase name, used as a metric label. */
   readonly name: string
@@ -96,6 +99,14 @@ export interface Broker {
   /** Starts telling `listener` of the topic's presence changes. */
   watchPresence: (topic: string, listener: PresenceListener) => Promise<void>
   unwatchPresence: (topic: string, listener: PresenceListener) => Promise<void>
+  /**
+   * Tells every node's fleet listeners `message` (JSON text), this node's included; resolves with
+   * how many nodes it reached (Redis: how many subscriber connections `PUBLISH` delivered it to).
+   * A node away from the backend at that moment does not hear it.
+   */
+  broadcast: (message: string) => Promise<number>
+  watchFleet: (listener: FleetListener) => Promise<void>
+  unwatchFleet: (listener: FleetListener) => Promise<void>
   /** Releases connections and timers; later calls fail with `BrokerUnavailableError`. */
   close: () => Promise<void>
 }

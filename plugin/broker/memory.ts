@@ -5,6 +5,7 @@ import {
   BrokerUnavailableError,
   type Broker,
   type BrokerMessage,
+  type FleetListener,
   type PresenceDiff,
   type PresenceEntry,
   type PresenceListener,
@@ -114,6 +115,7 @@ export class MemoryBroker implements Broker {
   #seq = 0
   #closed = false
   readonly #presence = new MemoryPresence()
+  readonly #fleet = new Set<FleetListener>()
 
   constructor (options: MemoryBrokerOptions = {}) {
     this.#historySize = integerOption('historySize', options.historySize ?? DEFAULTS.historySize, 0)
@@ -208,8 +210,24 @@ export class MemoryBroker implements Broker {
     this.#presence.unwatch(topic, listener)
   }
 
+  async broadcast (message: string): Promise<number> {
+    this.#assertOpen()
+    for (const listener of this.#fleet) listener(message)
+    return this.#fleet.size
+  }
+
+  async watchFleet (listener: FleetListener): Promise<void> {
+    this.#assertOpen()
+    this.#fleet.add(listener)
+  }
+
+  async unwatchFleet (listener: FleetListener): Promise<void> {
+    this.#fleet.delete(listener)
+  }
+
   async close (): Promise<void> {
     this.#closed = true
+    this.#fleet.clear()
     this.#presence.clear()
     this.#topics.clear()
     this.#queue.clear()

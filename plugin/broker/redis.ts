@@ -7,6 +7,7 @@ import {
   BrokerUnavailableError,
   type Broker,
   type BrokerMessage,
+  type FleetListener,
   type PresenceDiff,
   type PresenceEntry,
   type PresenceListener,
@@ -91,6 +92,9 @@ export class RedisBroker implements Broker {
   readonly #log: BrokerLogger
   readonly #topics = new Map<string, LocalTopic>()
   readonly #presence: RedisPresence
+  readonly #fleet = new Set<FleetListener>()
+  /** Settles when the fleet channel is subscribed, once a listener asked for it. */
+  #fleetReady: Promise<void> | undefined
   #closed = false
   #downSince: number | undefined
   /** Candidate epochs for topics whose history is new or lost: this prefix, then a counter. */
@@ -234,9 +238,36 @@ export class RedisBroker implements Broker {
     await this.#presence.unwatch(topic, listener)
   }
 
+  async broadcast (message: string): Promise<number> {
+    this.#assertOpen()
+    try {
+      return await this.#commands.publish(this.#fleetChannel(), message)
+    } catch (err) {
+      throw unavailable(err)
+    }
+  }
+
+  async watchFleet (listener: FleetListener): Promise<void> {
+    this.#assertOpen()
+    this.#fleet.add(listener)
+    this.#fleetReady ??= this.#subscriber.subscribe(this.#fleetChannel()).then(() => {}, (err: unknown) => {
+      this.#fleetReady = undefined
+      throw unavailable(err)
+    })
+    // A listener stays even when Redis is away now: the reconnection subscribes the channel.
+    await this.#fleetReady
+  }
+
+  async unwatchFleet (listener: FleetListener): Promise<void> {
+    if (!this.#fleet.delete(listener) || this.#fleet.size > 0) return
+    this.#fleetReady = undefined
+    if (this.#subscriber.status === 'ready') await this.#subscriber.unsubscribe(this.#fleetChannel()).catch(() => {})
+  }
+
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#fleet.clear()
     this.#presence.close()
     this.#topics.clear()
     await Promise.all([this.#commands, this.#subscriber].map(async (client) => {
@@ -276,7 +307,15 @@ export class RedisBroker implements Broker {
     return channel.slice(this.#prefix.length + 1, -LIVE_SUFFIX.length)
   }
 
+  #fleetChannel (): string {
+    return `${this.#prefix}fleet`
+  }
+
   #notified (channel: string, payload: string): void {
+    if (channel === this.#fleetChannel()) {
+      for (const listener of this.#fleet) listener(payload)
+      return
+    }
     if (!channel.endsWith(LIVE_SUFFIX)) return
     const topic = this.#topicOf(channel)
     const local = this.#topics.get(topic)
@@ -364,6 +403,7 @@ export class RedisBroker implements Broker {
     }
     const channels = [...this.#topics.values()].map((local) => local.channel)
     const presenceChannels = this.#presence.channels
+    if (this.#fleet.size > 0) channels.push(this.#fleetChannel())
     if (channels.length + presenceChannels.length === 0) {
       this.#presence.recovered().catch(() => {})
       return

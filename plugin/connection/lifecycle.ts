@@ -45,6 +45,15 @@ export function openConnection (route: ServedRoute, socket: WebSocket, request: 
   connection.clientBudget = state.clientBudgets.acquire(request, identity)
   state.connections.add(connection)
   route.connections.add(connection)
+  if (connection.identity !== undefined) {
+    const user = String(connection.identity.id)
+    let connections = state.users.get(user)
+    if (connections === undefined) {
+      connections = new Set()
+      state.users.set(user, connections)
+    }
+    connections.add(connection)
+  }
   route.metrics.connectionOpened()
   // The request logger with explicit fields: a child logger per idle connection costs memory.
   request.log.info({ connectionId: connection.id, route: route.declared.url, identity: connection.identity?.id }, 'ws.open')
@@ -85,6 +94,11 @@ function onClose (this: ConnectedSocket, receivedCode: number, receivedReason: B
   connection.closed = true
   state.connections.delete(connection)
   route.connections.delete(connection)
+  if (connection.identity !== undefined) {
+    const user = String(connection.identity.id)
+    const connections = state.users.get(user)
+    if (connections?.delete(connection) === true && connections.size === 0) state.users.delete(user)
+  }
   state.hub.unsubscribeAll(connection)
   if (connection.clientBudget !== undefined) state.clientBudgets.release(connection.clientBudget)
   const durationMs = performance.now() - connection.openedAt

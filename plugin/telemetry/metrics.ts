@@ -99,6 +99,10 @@ export interface RealtimeMetrics {
   trackPresence: (read: () => number) => void
   /** Joins and leaves this node sent its presence watchers, each counted once however many watch. */
   presenceChanged: (joins: number, leaves: number) => void
+  /** A user action this node started (`disconnectUser`, `sendToUser`), once however many nodes it reaches. */
+  userAction: (action: 'disconnect' | 'send') => void
+  /** Connections of this node a user action, started on any node, acted on. */
+  userActionApplied: (action: 'disconnect' | 'send', connections: number) => void
   /** Stops reporting this instance (its counts so far stay): call when it closes. */
   release: () => void
 }
@@ -126,6 +130,8 @@ export const NOOP_METRICS: RealtimeMetrics = {
   socketRefused: noop,
   trackPresence: noop,
   presenceChanged: noop,
+  userAction: noop,
+  userActionApplied: noop,
   release: noop
 }
 
@@ -233,6 +239,12 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
   const presenceLeaves = presenceChanges.labels('leave')
   presenceJoins.inc(0)
   presenceLeaves.inc(0)
+  const userActions = counter('ws_user_actions_total', 'User actions this node started, by action', ['action'])
+  const userActionConnections = counter('ws_user_action_connections_total', 'Connections of this node that user actions from any node acted on, by action', ['action'])
+  for (const action of ['disconnect', 'send']) {
+    userActions.labels(action).inc(0)
+    userActionConnections.labels(action).inc(0)
+  }
   const socketsRefused = counter('ws_sockets_refused_total', 'TCP sockets refused or dropped before their first request, by reason', ['reason'])
   // Children bound once (and read 0 from the start); a flood refuses thousands per second.
   const refusedByReason = new Map(SOCKET_REFUSAL_REASONS.map((reason) => {
@@ -284,6 +296,8 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       // Summed over every plugin instance sharing the registry.
       addCollector(presenceMembers, () => presenceMembers.inc(read()))
     },
+    userAction: (action) => userActions.labels(action).inc(),
+    userActionApplied: (action, connections) => userActionConnections.labels(action).inc(connections),
     presenceChanged: (joins, leaves) => {
       if (joins > 0) presenceJoins.inc(joins)
       if (leaves > 0) presenceLeaves.inc(leaves)

@@ -42,6 +42,7 @@ const cases: Array<{ file: string, source: string, allowed: boolean }> = [
   { file: 'plugin/topics/x.ts', source: "import { PresenceHub } from '../presence/hub.js'\nexport const x = PresenceHub", allowed: false },
   { file: 'plugin/presence/x.ts', source: "import { TopicName } from '../topics/commands.js'\nexport const x = TopicName", allowed: true },
   { file: 'plugin/presence/x.ts', source: "import { Connection } from '../connection/connection.js'\nexport const x = Connection", allowed: false },
+  { file: 'plugin/fleet/x.ts', source: "import { Connection } from '../connection/connection.js'\nexport const x = Connection", allowed: false },
   { file: 'plugin/connection/x.ts', source: "import { admitUpgrade } from '../upgrade/guards.js'\nexport const x = admitUpgrade", allowed: false },
   { file: 'plugin/connection/x.ts', source: "import { createInstance } from '../instance.js'\nexport const x = createInstance", allowed: false },
   { file: 'plugin/upgrade/x.ts', source: "import { RealtimeClient } from '../client/client.js'\nexport const x = RealtimeClient", allowed: false },

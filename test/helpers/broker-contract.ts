@@ -173,6 +173,22 @@ export function brokerContract (name: string, options: BrokerContractOptions): v
     assert.equal(heard.diffs.length, 3, 'nothing after unwatching')
   })
 
+  test(`${name}: a broadcast reaches every node's fleet listeners, its own included, says how many nodes, and stops at unwatch`, async (t) => {
+    const [here, there] = await options.createPeers()
+    t.after(async () => { await Promise.all([here.close(), there.close()]) })
+    const heard: Record<'here' | 'there', string[]> = { here: [], there: [] }
+    const listeners = { here: (message: string): void => { heard.here.push(message) }, there: (message: string): void => { heard.there.push(message) } }
+    await here.watchFleet(listeners.here)
+    await there.watchFleet(listeners.there)
+    assert.equal(await here.broadcast('{"a":1}'), 2)
+    await eventually(async () => heard.here.length === 1 && heard.there.length === 1, timeout)
+    assert.deepEqual(heard, { here: ['{"a":1}'], there: ['{"a":1}'] })
+    await there.unwatchFleet(listeners.there)
+    assert.equal(await there.broadcast('{"a":2}'), 1)
+    await eventually(async () => heard.here.length === 2, timeout)
+    assert.deepEqual(heard.there, ['{"a":1}'])
+  })
+
   test(`${name}: after close, calls fail with BrokerUnavailableError`, async () => {
     const broker = await options.create(10)
     assert.equal(broker.healthy, true)

@@ -267,6 +267,9 @@ class ElsewhereBroker implements Broker {
   presence: Broker['presence'] = async (topic) => await this.#inner.presence(topic)
   watchPresence: Broker['watchPresence'] = async (topic, listener) => await this.#inner.watchPresence(topic, listener)
   unwatchPresence: Broker['unwatchPresence'] = async (topic, listener) => await this.#inner.unwatchPresence(topic, listener)
+  broadcast: Broker['broadcast'] = async (message) => await this.#inner.broadcast(message)
+  watchFleet: Broker['watchFleet'] = async (listener) => await this.#inner.watchFleet(listener)
+  unwatchFleet: Broker['unwatchFleet'] = async (listener) => await this.#inner.unwatchFleet(listener)
   close: Broker['close'] = async () => await this.#inner.close()
 }
 
