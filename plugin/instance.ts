@@ -5,6 +5,7 @@ import { ClientBudgets } from './messages/client-budgets.js'
 import type { CompiledRoute } from './messages/compile.js'
 import type { DispatchEnvironment } from './messages/dispatch.js'
 import { createPingCommand } from './messages/ping-command.js'
+import { createRefreshCommand } from './messages/refresh-command.js'
 import type { ResolvedOptions } from './options.js'
 import type { RealtimeMetrics, RouteMetrics } from './telemetry/metrics.js'
 import { createTopicCommands } from './topics/commands.js'
@@ -77,6 +78,7 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
           snapshot: async (topic) => await presence.replyBody(topic, MAX_PRESENCE_LIMIT)
         }, options.maxSubscriptionsPerConnection),
         ['$presence', createPresenceCommand(presence)],
+        ['$refresh', createRefreshCommand(options.authenticate, metrics)],
         ['$ping', createPingCommand()]
       ]),
       publish

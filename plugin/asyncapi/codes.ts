@@ -10,7 +10,8 @@ export const ERROR_CODE_MEANINGS: Record<ProtocolErrorCode, string> = {
   [ErrorCode.FORBIDDEN]: 'the route refused this topic or message, or the connection holds too many topics',
   [ErrorCode.BINARY_NOT_SUPPORTED]: 'a binary frame on a text-only route',
   [ErrorCode.HANDLER_ERROR]: 'the handler failed; the message is generic',
-  [ErrorCode.UNAVAILABLE]: 'a dependency the message needs (the broker) is unreachable; `retryAfterMs` is set'
+  [ErrorCode.UNAVAILABLE]: 'a dependency the message needs (the broker) is unreachable; `retryAfterMs` is set',
+  [ErrorCode.INVALID_CREDENTIALS]: '`$refresh` refused the token (invalid, expired, or of another identity); the connection keeps its old expiry'
 }
 
 export interface CloseCodeMeaning {

@@ -180,6 +180,7 @@ function addRoute (document: AsyncApiDocument, route: CompiledRoute, sources: Do
   for (const [type, compiled] of sources.commands) {
     if (TOPIC_COMMANDS.has(type) && route.authorizeSubscribe === undefined) continue
     if (type === '$presence' && route.presence === undefined) continue
+    if (type === '$refresh' && !sources.authenticated) continue
     const key = keyOf(type)
     receive(type, `protocol.${key}`, `protocol.${key}`, compiled, COMMAND_SUMMARIES[type] ?? `The protocol command \`${type}\`.`, true)
   }
@@ -225,6 +226,7 @@ const COMMAND_SUMMARIES: Record<string, string> = {
   $subscribe: 'Joins a topic; with `since` (and `epoch`) the server first replays what was missed, and `recovered` says whether all of it was.',
   $unsubscribe: 'Leaves a topic.',
   $presence: 'Reads a topic\'s presence across every node: the counts of users and connections, and up to `limit` members unless `count` is set.',
+  $refresh: 'Fresh credentials without a reconnect: the token is checked as at the upgrade, must name the same identity, and moves the connection\'s expiry; refused, `INVALID_CREDENTIALS`, and the old expiry stands.',
   $ping: 'An application heartbeat for clients that cannot see protocol pings (browsers); answered with an empty `$reply`.'
 }
 

@@ -87,6 +87,7 @@ export function welcomeMessage (): JsonSchema {
       properties: {
         connectionId: { type: 'string' },
         heartbeatMs: { type: 'integer', minimum: 0, description: 'Protocol ping interval; 0 when off.' },
+        expiresAt: { type: 'integer', description: 'When the credentials expire (epoch ms), when they do: `$refresh` ahead of it, or the connection closes with 4003.' },
         limits: {
           type: 'object',
           required: ['maxPayload', 'messagesPerSecond'],

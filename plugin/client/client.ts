@@ -45,6 +45,13 @@ export interface ClientOptions {
   pingIntervalMs?: number
   /** Further quiet time after that before the connection counts as dead (default 10 s). */
   deadAfterMs?: number
+  /**
+   * With `getToken`, credentials that expire are refreshed in-band (`$refresh`) at this share of
+   * their remaining life (default 0.8), less up to a tenth at random so that a fleet's clients do
+   * not refresh at once; `0` never refreshes (the server then closes with 4003 and the client
+   * reconnects with a new token).
+   */
+  refreshAt?: number
 }
 
 export interface RequestOptions {
@@ -107,6 +114,10 @@ type StateListener = (state: ClientState, detail: { code?: number, delayMs?: num
 const OPEN = 1
 /** Its answer only has to arrive: any frame proves the connection alive. */
 const PING = JSON.stringify({ type: '$ping', id: '$ping' })
+/** `refreshAt` by default: refresh at 80% of the credentials' remaining life. */
+const DEFAULT_REFRESH_AT = 0.8
+/** Up to this share of the delay is taken off at random, so clients do not refresh together. */
+const REFRESH_JITTER = 0.1
 /** A 1013 ("try again later") starts its backoff this many attempts further up. */
 const LATER_ATTEMPTS = 3
 
@@ -134,6 +145,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   /** The route's message budget from `$welcome`: resubscriptions and the queue are paced to it. */
   #messagesPerSecond = 0
   #pingSentAt: number | undefined
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined
   readonly #topics = new Map<string, TopicState<R>>()
   readonly #stateListeners = new Set<StateListener>()
   readonly #eventListeners = new Map<string, Set<(data: any) => void>>()
@@ -225,6 +237,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   close (code = 1000, reason = 'client closed'): void {
     this.#setState('closed', { code })
     clearTimeout(this.#timer)
+    clearTimeout(this.#refreshTimer)
     this.#stopHeartbeat()
     const socket = this.#socket
     this.#socket = undefined
@@ -314,12 +327,13 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     for (const listener of this.#eventListeners.get(frame.type) ?? []) listener(frame.data)
   }
 
-  #opened (welcome: { connectionId: string, heartbeatMs: number, limits?: { messagesPerSecond?: number } }): void {
+  #opened (welcome: { connectionId: string, heartbeatMs: number, limits?: { messagesPerSecond?: number }, expiresAt?: number }): void {
     this.#attempt = 0
     this.#connectionId = welcome.connectionId
     this.#messagesPerSecond = welcome.limits?.messagesPerSecond ?? 0
     this.#setState('open', {})
     this.#startHeartbeat(this.#options.pingIntervalMs ?? welcome.heartbeatMs)
+    this.#scheduleRefresh(welcome.expiresAt)
     // Resubscriptions first, then what was queued, paced to the route's budget: a burst after
     // a reconnect must not spend it and be refused (or closed with 1008 for abuse).
     const topics = [...this.#topics]
@@ -436,6 +450,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   #scheduleReconnect (policy: ClosePolicy, code: number): void {
     if (this.#state === 'closed') return
     this.#stopHeartbeat()
+    clearTimeout(this.#refreshTimer)
     this.#detach(this.#socket)
     this.#socket = undefined
     this.#failPending(ClientErrorCode.DISCONNECTED, 'the connection closed before the answer came', true)
@@ -474,6 +489,23 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
         this.#socket?.send(PING)
       }
     }, Math.max(50, Math.floor(heartbeatMs / 4)))
+  }
+
+  /** Refreshes ahead of `expiresAt`, then again ahead of each new expiry; a refusal leaves the 4003 to come. */
+  #scheduleRefresh (expiresAt: number | undefined): void {
+    clearTimeout(this.#refreshTimer)
+    const share = this.#options.refreshAt ?? DEFAULT_REFRESH_AT
+    const getToken = this.#options.getToken
+    if (expiresAt === undefined || getToken === undefined || !(share > 0)) return
+    const socket = this.#socket
+    const delayMs = Math.max(0, (expiresAt - Date.now()) * share * (1 - Math.random() * REFRESH_JITTER))
+    this.#refreshTimer = setTimeout(() => {
+      Promise.resolve(getToken()).then(async (token) => {
+        if (token === undefined || socket !== this.#socket || this.#state !== 'open') return
+        const reply = await this.#request('$refresh', { token }) as { expiresAt?: number }
+        if (socket === this.#socket) this.#scheduleRefresh(reply.expiresAt)
+      }).catch(() => {})
+    }, delayMs)
   }
 
   #stopHeartbeat (): void {

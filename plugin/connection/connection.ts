@@ -42,7 +42,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   readonly id = nextConnectionId()
   readonly route: string
   readonly request: FastifyRequest
-  readonly identity: Identity | undefined
+  #identity: Identity | undefined
   /** What the route declared: schemas, authorizers, budgets. */
   readonly declared: CompiledRoute
   /** The route as this instance serves it: its connections, its metrics, the instance. */
@@ -85,7 +85,7 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     this.served = served
     this.declared = served.declared
     this.route = served.declared.url
-    this.identity = identity
+    this.#identity = identity
     this.#limits = limits
     // The upgraded TCP socket: corking it batches every frame written in one tick into one write.
     const stream = request.raw.socket as ConnectionStream | undefined
@@ -114,6 +114,16 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
   get logsEachMessage (): boolean {
     const level = this.request.log.level
     return level === 'debug' || level === 'trace'
+  }
+
+  /** Who connected; replaced by a `$refresh` with fresh credentials of the same identity. */
+  get identity (): Identity | undefined {
+    return this.#identity
+  }
+
+  /** Takes the identity fresh credentials established: same id, new claims and expiry. */
+  refreshIdentity (identity: Identity): void {
+    this.#identity = identity
   }
 
   /** Topic subscriptions, made on first use: most connections of a busy node hold none. */

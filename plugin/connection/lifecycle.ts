@@ -64,7 +64,8 @@ export function openConnection (route: ServedRoute, socket: WebSocket, request: 
   connection.write(welcomeFrame({
     connectionId: connection.id,
     heartbeatMs: state.options.heartbeatMs,
-    limits: { maxPayload: state.options.maxPayload, messagesPerSecond: route.declared.messagesPerSecond }
+    limits: { maxPayload: state.options.maxPayload, messagesPerSecond: route.declared.messagesPerSecond },
+    expiresAt: connection.identity?.expiresAt
   }), '$welcome')
 }
 

@@ -14,7 +14,8 @@ export const ErrorCode = Object.freeze({
   FORBIDDEN: 'FORBIDDEN',
   BINARY_NOT_SUPPORTED: 'BINARY_NOT_SUPPORTED',
   HANDLER_ERROR: 'HANDLER_ERROR',
-  UNAVAILABLE: 'UNAVAILABLE'
+  UNAVAILABLE: 'UNAVAILABLE',
+  INVALID_CREDENTIALS: 'INVALID_CREDENTIALS'
 } as const)
 
 export type ProtocolErrorCode = typeof ErrorCode[keyof typeof ErrorCode]

@@ -41,6 +41,8 @@ export function welcomeFrame (data: {
   connectionId: string
   heartbeatMs: number
   limits: { maxPayload: number, messagesPerSecond: number }
+  /** When the connection's credentials expire (epoch ms), so a client can `$refresh` ahead. */
+  expiresAt?: number
 }): string {
   return JSON.stringify({ type: '$welcome', data })
 }

@@ -103,6 +103,8 @@ export interface RealtimeMetrics {
   userAction: (action: 'disconnect' | 'send') => void
   /** Connections of this node a user action, started on any node, acted on. */
   userActionApplied: (action: 'disconnect' | 'send', connections: number) => void
+  /** A `$refresh`: the connection took fresh credentials (`ok`), or they were refused. */
+  credentialsRefreshed: (outcome: 'ok' | 'refused') => void
   /** Stops reporting this instance (its counts so far stay): call when it closes. */
   release: () => void
 }
@@ -132,6 +134,7 @@ export const NOOP_METRICS: RealtimeMetrics = {
   presenceChanged: noop,
   userAction: noop,
   userActionApplied: noop,
+  credentialsRefreshed: noop,
   release: noop
 }
 
@@ -245,6 +248,8 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     userActions.labels(action).inc(0)
     userActionConnections.labels(action).inc(0)
   }
+  const refreshes = counter('ws_credential_refreshes_total', 'In-band credential refreshes ($refresh), by outcome', ['outcome'])
+  for (const outcome of ['ok', 'refused']) refreshes.labels(outcome).inc(0)
   const socketsRefused = counter('ws_sockets_refused_total', 'TCP sockets refused or dropped before their first request, by reason', ['reason'])
   // Children bound once (and read 0 from the start); a flood refuses thousands per second.
   const refusedByReason = new Map(SOCKET_REFUSAL_REASONS.map((reason) => {
@@ -297,6 +302,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
       addCollector(presenceMembers, () => presenceMembers.inc(read()))
     },
     userAction: (action) => userActions.labels(action).inc(),
+    credentialsRefreshed: (outcome) => refreshes.labels(outcome).inc(),
     userActionApplied: (action, connections) => userActionConnections.labels(action).inc(connections),
     presenceChanged: (joins, leaves) => {
       if (joins > 0) presenceJoins.inc(joins)

@@ -66,7 +66,7 @@ test('the example app serves an AsyncAPI 3.0 document the parser accepts, with e
   // Events the server pushes, and the protocol's own frames.
   assert.deepEqual(payloadOf(document, 'ws.event.message').properties.data, json(ChatMessage))
   assert.ok(parsed.operations().get('ws.send.event.message')!.isSend())
-  for (const command of ['subscribe', 'unsubscribe', 'presence', 'ping']) {
+  for (const command of ['subscribe', 'unsubscribe', 'presence', 'refresh', 'ping']) {
     assert.ok(parsed.operations().get(`ws.receive.protocol.${command}`)!.isReceive(), command)
   }
   // Presence: the diffs carry each member's info as the route's schema declares it.

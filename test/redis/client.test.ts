@@ -271,3 +271,32 @@ test('client presence with Redis: members kept current across nodes; after its n
   assert.deepEqual(await alice.presence('room:here', { count: true }), { topic: 'room:here', users: 3, connections: 3 })
   await eventually(() => namesIn(heard.bob.at(-1)).join() === 'alice,bob,dave', 3_000, 'bob to see alice back')
 })
+
+test('client with 10-second tokens: refreshes in-band ahead of each expiry and stays on one connection for 40 s', async (t) => {
+  const secret = 'a-refresh-test-secret-that-is-long-enough'
+  const sign = createSigner({ key: secret, algorithm: 'HS256' })
+  const server = await startApp(t, { AUTH_SECRET: secret })
+  const expiries: number[] = []
+  const client = new RealtimeClient<ChatRoute>(`${server.wsUrl}/ws`, {
+    WebSocket,
+    getToken: () => {
+      const exp = Math.floor(Date.now() / 1000) + 10
+      expiries.push(exp)
+      return sign({ sub: 'long-lived', exp })
+    }
+  })
+  t.after(() => client.close())
+  const states = track(client)
+  await eventually(() => client.state === 'open', 5_000, 'the client to connect')
+  const connectionId = client.connectionId
+  await new Promise((resolve) => setTimeout(resolve, 40_000))
+  assert.equal(client.connectionId, connectionId, 'the same connection throughout')
+  assert.deepEqual([...states], ['open'], 'opened once: no reconnect, no close')
+  assert.equal((await client.request('echo', { text: 'still here' })).text, 'still here')
+  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text()
+  const refreshed = Number(/^ws_credential_refreshes_total\{outcome="ok"\} (\d+)$/m.exec(metrics)?.[1])
+  assert.ok(refreshed >= 4, `${refreshed} refreshes in 40 s of 10-second tokens`)
+  assert.equal(expiries.length, refreshed + 1, 'one token for the upgrade, one per refresh')
+  for (let i = 1; i < expiries.length; i++) assert.ok(expiries[i]! > expiries[i - 1]!, 'each refresh moved the expiry')
+  assert.doesNotMatch(metrics, /ws_disconnections_total\{route="\/ws",code="4003"\} [1-9]/)
+})
