@@ -13,6 +13,8 @@ export const SayData = Type.Object({
   text: Type.String({ minLength: 1, maxLength: 2000 })
 }, { additionalProperties: false })
 export const SayReply = Type.Object({ offset: Type.String() })
+/** Sent to one user's connections on every node (`sendToUser`), or published on its `user:<id>` topic. */
+export const Notice = Type.Object({ text: Type.String() })
 export const ChatMessage = Type.Object({
   room: Type.String(),
   text: Type.String(),
@@ -32,8 +34,10 @@ function displayName (connection: RealtimeConnection): string {
 export function declareChatRoute (app: FastifyInstance) {
   return app
     .wsRoute('/ws', {
-      events: { message: ChatMessage },
+      events: { message: ChatMessage, notice: Notice },
       authorizeSubscribe: (topic) => ROOM_TOPIC.test(topic),
+      // Signed-in users get their own topic from the start, resumed like any other.
+      subscriptions: (connection) => connection.identity === undefined ? [] : [`user:${connection.identity.id}`],
       presence: {
         info: MemberInfo,
         member: (connection) => ({ name: displayName(connection) }),

@@ -70,6 +70,9 @@ export function declareRoute<E extends EventSchemas, P extends TSchema> (
   url: string,
   options: RealtimeRouteOptions<E, P>
 ): RealtimeRoute<E, {}, P> {
+  if (options.subscriptions !== undefined && typeof options.subscriptions !== 'function') {
+    throw new FRT_ERR_INVALID_OPTION('subscriptions', 'expected a function (connection) => topics')
+  }
   const binary = options.binary ?? 'error'
   if (binary !== 'error' && binary !== 'close' && typeof binary !== 'function') {
     throw new FRT_ERR_INVALID_OPTION('binary', `expected 'error', 'close' or a function, got ${String(binary)}`)
@@ -84,7 +87,8 @@ export function declareRoute<E extends EventSchemas, P extends TSchema> (
     authorizeMessage: options.authorizeMessage,
     binary,
     messagesPerSecond,
-    presence: compilePresence(options.presence as PresenceOptions | undefined)
+    presence: compilePresence(options.presence as PresenceOptions | undefined),
+    subscriptions: options.subscriptions as CompiledRoute['subscriptions']
   }
   const served: ServedRoute = { declared: compiled, connections: new Set(), metrics: state.metrics.forRoute(fullUrl), instance: state }
   state.routes.push(served)

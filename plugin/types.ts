@@ -107,4 +107,10 @@ export interface RealtimeRouteOptions<E extends EventSchemas = EventSchemas, P e
   messagesPerSecond?: number
   /** Presence on this route's topics; none without it. */
   presence?: PresenceOptions<E, P>
+  /**
+   * Topics each connection is subscribed to when it opens, chosen by the server (a personal
+   * `user:<id>`, a team's): listed in `$welcome`, resumed by offset like the client's own, and
+   * never refused by `authorizeSubscribe` or left by `$unsubscribe`.
+   */
+  subscriptions?: (connection: RealtimeConnection<E>) => string[] | Promise<string[]>
 }

@@ -98,6 +98,11 @@ interface TopicState<R extends RouteShape> {
   epoch: string | undefined
   /** Settled by the first `$subscribe` answer. */
   ready: { resolve: () => void, reject: (err: RealtimeClientError) => void } | undefined
+  /**
+   * While a resumption is answered: events, held to be delivered in offset order. A server-side
+   * subscription delivers live events before its replay has come, so order is restored here.
+   */
+  resuming: Frame[] | undefined
 }
 
 interface Frame {
@@ -107,6 +112,14 @@ interface Frame {
   topic?: string
   offset?: string
   error?: { code: string, message: string, details?: unknown, retryAfterMs?: number }
+}
+
+interface Welcome {
+  connectionId: string
+  heartbeatMs: number
+  limits?: { messagesPerSecond?: number }
+  expiresAt?: number
+  subscriptions?: Array<{ topic: string, offset: string, epoch: string }>
 }
 
 type StateListener = (state: ClientState, detail: { code?: number, delayMs?: number, attempt: number }) => void
@@ -149,6 +162,8 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   readonly #topics = new Map<string, TopicState<R>>()
   readonly #stateListeners = new Set<StateListener>()
   readonly #eventListeners = new Map<string, Set<(data: any) => void>>()
+  /** Handlers of the topics the server subscribed this client to. */
+  readonly #serverHandlers = new Set<(event: TopicEvent<R>) => void>()
 
   constructor (url: string, options: ClientOptions = {}) {
     this.url = url
@@ -218,7 +233,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       state.handlers.add(handler)
       return unsubscribe
     }
-    state = { handlers: new Set([handler]), options, presence: options.presence === undefined ? undefined : new PresenceState(topic), last: undefined, epoch: undefined, ready: undefined }
+    state = { handlers: new Set([handler]), options, presence: options.presence === undefined ? undefined : new PresenceState(topic), last: undefined, epoch: undefined, ready: undefined, resuming: undefined }
     this.#topics.set(topic, state)
     const created = state
     await new Promise<void>((resolve, reject) => {
@@ -226,6 +241,15 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (this.#state === 'open') this.#subscribeOn(topic, created)
     })
     return unsubscribe
+  }
+
+  /**
+   * Hears the events of the topics the server subscribed this connection to (the route's
+   * `subscriptions`, named in `$welcome`), resumed after reconnects like the client's own.
+   */
+  onServerEvent (handler: (event: TopicEvent<R>) => void): () => void {
+    this.#serverHandlers.add(handler)
+    return () => { this.#serverHandlers.delete(handler) }
   }
 
   /** Reads a topic's presence once: the counts, and up to `limit` members unless `count` is set. */
@@ -327,7 +351,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     for (const listener of this.#eventListeners.get(frame.type) ?? []) listener(frame.data)
   }
 
-  #opened (welcome: { connectionId: string, heartbeatMs: number, limits?: { messagesPerSecond?: number }, expiresAt?: number }): void {
+  #opened (welcome: Welcome): void {
     this.#attempt = 0
     this.#connectionId = welcome.connectionId
     this.#messagesPerSecond = welcome.limits?.messagesPerSecond ?? 0
@@ -337,6 +361,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     // Resubscriptions first, then what was queued, paced to the route's budget: a burst after
     // a reconnect must not spend it and be refused (or closed with 1008 for abuse).
     const topics = [...this.#topics]
+    this.#serverSubscribed(welcome.subscriptions ?? [])
     const queued = this.#queue.splice(0)
     const socket = this.#socket
     const steps: Array<() => void> = [
@@ -380,6 +405,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     if (resuming) {
       data.since = state.last
       data.epoch = state.epoch
+      state.resuming ??= []
     }
     if (state.presence !== undefined) {
       data.presence = true
@@ -390,6 +416,8 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       // Another epoch: the old offsets mean nothing, the topic starts over from its present.
       if (state.epoch !== undefined && reply.epoch !== state.epoch) state.last = undefined
       state.epoch = reply.epoch
+      // The replay (and live events) came before the answer; they go out before it moves `last`.
+      this.#resumed(state)
       // Events (a replay, or live ones) may precede the answer: keep the newest offset seen.
       if (state.last === undefined || compareOffsets(reply.offset, state.last) > 0) state.last = reply.offset
       if (resuming && !reply.recovered) state.options.onRecoveryFailed?.(topic)
@@ -398,6 +426,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       if (state.presence !== undefined && reply.presence !== undefined) state.options.presence?.(state.presence.snapshot(reply.presence))
     }, (err: RealtimeClientError) => {
       if (this.#topics.get(topic) !== state) return
+      this.#resumed(state)
       // A lost connection is retried on the next `$welcome`.
       if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.QUEUE_FULL || err.code === ClientErrorCode.CLOSED) return
       // Temporary (broker unreachable, budget spent, no answer): ask again later.
@@ -425,6 +454,22 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   #topicEvent (frame: Frame): void {
     const state = this.#topics.get(frame.topic as string)
     if (state === undefined) return
+    if (state.resuming !== undefined) {
+      state.resuming.push(frame)
+      return
+    }
+    this.#deliver(state, frame)
+  }
+
+  /** Ends a resumption: what it held goes out in offset order, none twice. */
+  #resumed (state: TopicState<R>): void {
+    const held = state.resuming ?? []
+    state.resuming = undefined
+    held.sort((a, b) => compareOffsets(a.offset as string, b.offset as string))
+    for (const frame of held) this.#deliver(state, frame)
+  }
+
+  #deliver (state: TopicState<R>, frame: Frame): void {
     const offset = frame.offset as string
     if (state.last !== undefined && compareOffsets(offset, state.last) <= 0) return
     state.last = offset
@@ -489,6 +534,17 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
         this.#socket?.send(PING)
       }
     }, Math.max(50, Math.floor(heartbeatMs / 4)))
+  }
+
+  /**
+   * Topics the server subscribed this connection to: new ones start where the welcome says they
+   * stand; known ones are resumed from their last offset like the client's own.
+   */
+  #serverSubscribed (subscriptions: Array<{ topic: string, offset: string, epoch: string }>): void {
+    for (const { topic, offset, epoch } of subscriptions) {
+      if (this.#topics.has(topic)) continue
+      this.#topics.set(topic, { handlers: this.#serverHandlers, options: {}, presence: undefined, last: offset, epoch, ready: undefined, resuming: undefined })
+    }
   }
 
   /** Refreshes ahead of `expiresAt`, then again ahead of each new expiry; a refusal leaves the 4003 to come. */

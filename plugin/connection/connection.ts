@@ -116,6 +116,9 @@ export class Connection<E extends EventSchemas = EventSchemas> implements Realti
     return level === 'debug' || level === 'trace'
   }
 
+  /** Topics the server subscribed this connection to when it opened (the route's `subscriptions`). */
+  serverTopics: ReadonlySet<string> | undefined
+
   /** Who connected; replaced by a `$refresh` with fresh credentials of the same identity. */
   get identity (): Identity | undefined {
     return this.#identity

@@ -3,7 +3,9 @@ import type { WebSocket } from 'ws'
 import type { ServedRoute } from '../instance.js'
 import { handleFrame } from '../messages/dispatch.js'
 import { CloseCode } from '../protocol/codes.js'
-import { welcomeFrame } from '../protocol/frames.js'
+import { MAX_TOPIC_LENGTH, welcomeFrame } from '../protocol/frames.js'
+import { FRT_ERR_INVALID_TOPIC } from '../errors.js'
+import { SubscriptionAbandonedError } from '../topics/hub.js'
 import { finishUpgradeSpan } from '../telemetry/tracing.js'
 import { Connection } from './connection.js'
 import { releaseSlot } from './slots.js'
@@ -61,12 +63,51 @@ export function openConnection (route: ServedRoute, socket: WebSocket, request: 
     connection.close(CloseCode.SERVICE_RESTART, 'server restarting')
     return
   }
+  if (route.declared.subscriptions === undefined) {
+    welcome(connection, undefined)
+    return
+  }
+  subscribeForServer(connection, route.declared.subscriptions).then((subscriptions) => {
+    if (subscriptions !== undefined) welcome(connection, subscriptions)
+  }, (err: unknown) => {
+    // Without its server-side topics the connection would miss what they carry: the client
+    // reconnects, with backoff, and gets them then.
+    connection.log.error({ err }, 'ws.server_subscriptions_failed')
+    connection.close(CloseCode.INTERNAL_ERROR, 'server subscriptions unavailable')
+  })
+}
+
+function welcome (connection: Connection, subscriptions: Array<{ topic: string, offset: string, epoch: string }> | undefined): void {
+  const state = connection.served.instance
   connection.write(welcomeFrame({
     connectionId: connection.id,
     heartbeatMs: state.options.heartbeatMs,
-    limits: { maxPayload: state.options.maxPayload, messagesPerSecond: route.declared.messagesPerSecond },
-    expiresAt: connection.identity?.expiresAt
+    limits: { maxPayload: state.options.maxPayload, messagesPerSecond: connection.declared.messagesPerSecond },
+    expiresAt: connection.identity?.expiresAt,
+    subscriptions
   }), '$welcome')
+}
+
+/**
+ * Subscribes the connection to the topics the route names for it, before it is welcomed, so the
+ * welcome lists each with its offset. Undefined when the connection closed meanwhile.
+ */
+async function subscribeForServer (connection: Connection, topicsOf: NonNullable<ServedRoute['declared']['subscriptions']>): Promise<Array<{ topic: string, offset: string, epoch: string }> | undefined> {
+  const topics = [...new Set(await topicsOf(connection))]
+  for (const topic of topics) {
+    if (typeof topic !== 'string' || topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) throw new FRT_ERR_INVALID_TOPIC(JSON.stringify(topic))
+  }
+  connection.serverTopics = new Set(topics)
+  const hub = connection.served.instance.hub
+  try {
+    return await Promise.all(topics.map(async (topic) => {
+      const { offset, epoch } = await hub.subscribe(connection, topic)
+      return { topic, offset, epoch }
+    }))
+  } catch (err) {
+    if (err instanceof SubscriptionAbandonedError) return undefined
+    throw err
+  }
 }
 
 function onMessage (this: ConnectedSocket, data: Buffer, isBinary: boolean): void {

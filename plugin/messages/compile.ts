@@ -2,7 +2,7 @@ import type { TSchema } from 'typebox'
 import { FRT_ERR_INVALID_NAME, FRT_ERR_INVALID_OPTION } from '../errors.js'
 import { NAME_PATTERN } from '../protocol/frames.js'
 import { compileSerializer, compileValidator, type CompiledSchema, type Serializer } from './schema.js'
-import type { BinaryHandler, EventSchemas, MessageAuthorizer, MessageContext, MessageSchemas, PresenceOptions, SubscribeAuthorizer } from '../types.js'
+import type { BinaryHandler, EventSchemas, MessageAuthorizer, MessageContext, MessageSchemas, PresenceOptions, RealtimeConnection, SubscribeAuthorizer } from '../types.js'
 
 /** A message type ready to dispatch: schemas compiled once, when it was declared. */
 export interface CompiledMessage {
@@ -32,6 +32,7 @@ export interface CompiledRoute {
   binary: 'error' | 'close' | BinaryHandler<EventSchemas>
   messagesPerSecond: number
   presence: CompiledPresence | undefined
+  subscriptions: ((connection: RealtimeConnection) => string[] | Promise<string[]>) | undefined
 }
 
 /** A route's presence declaration, its info schema compiled. */

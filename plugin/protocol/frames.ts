@@ -43,6 +43,8 @@ export function welcomeFrame (data: {
   limits: { maxPayload: number, messagesPerSecond: number }
   /** When the connection's credentials expire (epoch ms), so a client can `$refresh` ahead. */
   expiresAt?: number
+  /** The topics the server subscribed the connection to, each where it stood then. */
+  subscriptions?: Array<{ topic: string, offset: string, epoch: string }>
 }): string {
   return JSON.stringify({ type: '$welcome', data })
 }

@@ -66,7 +66,9 @@ export function createTopicCommands (hub: TopicHub, presence: SubscribePresence,
     async (data: { topic: string, since?: string, epoch?: string, presence?: boolean }, { connection }) => {
       const conn = connection as Connection
       const authorize = conn.declared.authorizeSubscribe
-      if (authorize === undefined || !(await authorize(data.topic, conn))) {
+      // The server's own topics are the connection's already: a resume from an offset is allowed.
+      const serverTopic = conn.serverTopics?.has(data.topic) === true
+      if (!serverTopic && (authorize === undefined || !(await authorize(data.topic, conn)))) {
         throw new RealtimeError(ErrorCode.FORBIDDEN, 'not allowed to subscribe to this topic')
       }
       if (!conn.subscriptions.has(data.topic) && conn.subscriptions.size >= maxSubscriptions) {
@@ -96,6 +98,9 @@ export function createTopicCommands (hub: TopicHub, presence: SubscribePresence,
   const unsubscribe = compileMessage(
     { data: UnsubscribeData, reply: UnsubscribeReply },
     (data: { topic: string }, { connection }) => {
+      if ((connection as Connection).serverTopics?.has(data.topic) === true) {
+        throw new RealtimeError(ErrorCode.FORBIDDEN, 'the server subscribed this connection to this topic')
+      }
       hub.unsubscribe(connection as Connection, data.topic)
       return { topic: data.topic }
     }

@@ -28,10 +28,13 @@ client.send('say', { room: 'lobby', text: 'fire and forget' })
 client.send('say', { room: 1, text: 'x' })
 
 await client.subscribe('room:lobby', (event) => {
-  expectType<Equal<typeof event.event, 'message'>>()
-  expectType<Equal<typeof event.data, { room: string, text: string, from: string, ts: number }>>()
+  expectType<Equal<typeof event.event, 'message' | 'notice'>>()
+  // The event's name tells its payload apart.
+  if (event.event === 'message') expectType<Equal<typeof event.data, { room: string, text: string, from: string, ts: number }>>()
+  else expectType<Equal<typeof event.data, { text: string }>>()
   expectType<Equal<typeof event.offset, string>>()
 }, { onRecoveryFailed: (topic) => { expectType<Equal<typeof topic, string>>() } })
+client.onServerEvent((event) => { expectType<Equal<typeof event.event, 'message' | 'notice'>>() })
 
 client.onEvent('message', (data) => { expectType<Equal<typeof data.ts, number>>() })
 // @ts-expect-error an event the route does not declare

@@ -85,7 +85,7 @@ app.wsRoute('/quiet').message('x', {}, (_data, { connection }) => {
 
 // The example app's exported route type carries its messages.
 expectType<Equal<keyof ChatRoute['types']['messages'], 'echo' | 'say'>>()
-expectType<Equal<keyof ChatRoute['types']['events'], 'message'>>()
+expectType<Equal<keyof ChatRoute['types']['events'], 'message' | 'notice'>>()
 
 // Plugin options are typed.
 // @ts-expect-error maxPayload is a number
