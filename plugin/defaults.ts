@@ -80,6 +80,13 @@ export const DEFAULTS = Object.freeze({
    * `presenceWindowMs` (12.6 s by default).
    */
   presenceLeaseMs: 10_000,
+  /** How long the answer of a message sent with an idempotency key is kept for its retries. */
+  idempotencyTtlMs: 600_000,
+  /**
+   * How long a run of such a message holds its key without renewing it (renewed every third of
+   * it while it runs): a node that died mid-run lets a retry run the message again after it.
+   */
+  idempotencyLeaseMs: 5_000,
   /** Events each topic keeps for recovery, in either broker. */
   historySize: 1_000,
   /** Topics the memory broker keeps history for; the least recently published go first. */

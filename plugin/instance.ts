@@ -71,6 +71,7 @@ export function createInstance (options: ResolvedOptions, broker: Broker, metric
     dispatch: {
       maxNestingDepth: options.maxNestingDepth,
       traceSampleRatio: options.traceSampleRatio,
+      once: { broker, leaseMs: options.idempotencyLeaseMs, ttlMs: options.idempotencyTtlMs },
       commands: new Map([
         ...createTopicCommands(hub, {
           hub: presence,

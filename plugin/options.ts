@@ -58,6 +58,10 @@ export interface RealtimeOptions {
   maxSubscriptionsPerConnection?: number
   /** Presence changes of a topic reach its watchers at most once per this window, coalesced (default 100 ms). */
   presenceWindowMs?: number
+  /** How long the answer of a message sent with an idempotency key is kept for its retries (default 10 min). */
+  idempotencyTtlMs?: number
+  /** How long a run of such a message holds its key without renewing it: after it, a retry may run it again (default 5 s). */
+  idempotencyLeaseMs?: number
   /** Negotiate permessage-deflate (off by default: it costs CPU and memory per socket). */
   perMessageDeflate?: boolean
   /** Serve `/health/live` and `/health/ready` (default true). */
@@ -99,6 +103,8 @@ export interface ResolvedOptions {
   incompleteMessageTimeoutMs: number
   maxSubscriptionsPerConnection: number
   presenceWindowMs: number
+  idempotencyTtlMs: number
+  idempotencyLeaseMs: number
   perMessageDeflate: boolean
   traceSampleRatio: number
   healthRoutes: boolean
@@ -132,6 +138,8 @@ export function resolveOptions (options: RealtimeOptions): ResolvedOptions {
     incompleteMessageTimeoutMs: integer('incompleteMessageTimeoutMs', 0),
     maxSubscriptionsPerConnection: integer('maxSubscriptionsPerConnection', 0),
     presenceWindowMs: integer('presenceWindowMs', 1),
+    idempotencyTtlMs: integer('idempotencyTtlMs', 1),
+    idempotencyLeaseMs: integer('idempotencyLeaseMs', 30),
     perMessageDeflate: booleanOption('perMessageDeflate', options.perMessageDeflate ?? false),
     traceSampleRatio: ratioOption('traceSampleRatio', options.traceSampleRatio ?? DEFAULTS.traceSampleRatio),
     healthRoutes: booleanOption('healthRoutes', options.healthRoutes ?? true),

@@ -11,6 +11,7 @@ export const ERROR_CODE_MEANINGS: Record<ProtocolErrorCode, string> = {
   [ErrorCode.BINARY_NOT_SUPPORTED]: 'a binary frame on a text-only route',
   [ErrorCode.HANDLER_ERROR]: 'the handler failed; the message is generic',
   [ErrorCode.UNAVAILABLE]: 'a dependency the message needs (the broker) is unreachable; `retryAfterMs` is set',
+  [ErrorCode.IN_PROGRESS]: 'a message with this idempotency key is still being handled (here or on another node); `retryAfterMs` says when to ask again',
   [ErrorCode.INVALID_CREDENTIALS]: '`$refresh` refused the token (invalid, expired, or of another identity); the connection keeps its old expiry'
 }
 

@@ -5,7 +5,7 @@
 import type { TSchema } from 'typebox'
 import { OFFSET_PATTERN } from '../protocol/offsets.js'
 import { APPLICATION_CODE } from '../protocol/codes.js'
-import { PRESENCE_DIFF_TYPE, TRACEPARENT } from '../protocol/frames.js'
+import { IDEMPOTENCY_KEY, PRESENCE_DIFF_TYPE, TRACEPARENT } from '../protocol/frames.js'
 
 export type JsonSchema = Record<string, unknown>
 
@@ -41,7 +41,8 @@ export function clientMessage (type: string, data: JsonSchema | undefined): Json
   return envelope(type, {
     id: messageId(),
     ...(data === undefined ? {} : { data }),
-    traceparent: traceparent()
+    traceparent: traceparent(),
+    idempotencyKey: { type: 'string', pattern: IDEMPOTENCY_KEY.source, description: 'Runs the message once however often it is sent: a retry gets the first run\'s answer, or `IN_PROGRESS` while it runs.' }
   }, data === undefined ? [] : ['data'])
 }
 

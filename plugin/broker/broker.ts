@@ -65,6 +65,12 @@ export type PresenceListener = (diff: PresenceDiff | undefined) => void
 /** Hears every fleet message (an action on a user, for every node) broadcast by any node, its own included. */
 export type FleetListener = (message: string) => void
 
+/**
+ * What `claimOnce` found: the key is this caller's to run now (`token` proves it later), another
+ * run holds it (its lease not run out), or a run finished and left its `answer`.
+ */
+export type OnceClaim = { state: 'claimed', token: string } | { state: 'running' } | { state: 'done', answer: string }
+
 export interface Broker {
   /** Short lowercase name, used as a metric label. */
   readonly name: string
@@ -107,6 +113,18 @@ export interface Broker {
   broadcast: (message: string) => Promise<number>
   watchFleet: (listener: FleetListener) => Promise<void>
   unwatchFleet: (listener: FleetListener) => Promise<void>
+  /**
+   * Requests that run once (idempotency keys), across every node that shares the backend: the
+   * first claim of `key` wins (Redis: `SET NX`) and holds it for `leaseMs`, renewed while it
+   * runs; a claim whose holder stopped renewing (its node died) may be taken again after it.
+   */
+  claimOnce: (key: string, leaseMs: number) => Promise<OnceClaim>
+  /** Extends a claim this caller holds; false when it no longer does. */
+  renewOnce: (key: string, token: string, leaseMs: number) => Promise<boolean>
+  /** Ends a claim with the answer later claims get, kept for `ttlMs`. */
+  finishOnce: (key: string, token: string, answer: string, ttlMs: number) => Promise<void>
+  /** Gives a claim up without an answer (the run could not be made): the next claim runs it. */
+  releaseOnce: (key: string, token: string) => Promise<void>
   /** Releases connections and timers; later calls fail with `BrokerUnavailableError`. */
   close: () => Promise<void>
 }

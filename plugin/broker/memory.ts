@@ -6,6 +6,7 @@ import {
   type Broker,
   type BrokerMessage,
   type FleetListener,
+  type OnceClaim,
   type PresenceDiff,
   type PresenceEntry,
   type PresenceListener,
@@ -16,6 +17,7 @@ import {
 } from './broker.js'
 import { Fifo } from './fifo.js'
 import { MemoryPresence } from './memory-presence.js'
+import { MemoryOnce } from './memory-once.js'
 import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 
 export interface MemoryBrokerOptions {
@@ -116,6 +118,7 @@ export class MemoryBroker implements Broker {
   #closed = false
   readonly #presence = new MemoryPresence()
   readonly #fleet = new Set<FleetListener>()
+  readonly #once = new MemoryOnce()
 
   constructor (options: MemoryBrokerOptions = {}) {
     this.#historySize = integerOption('historySize', options.historySize ?? DEFAULTS.historySize, 0)
@@ -225,8 +228,28 @@ export class MemoryBroker implements Broker {
     this.#fleet.delete(listener)
   }
 
+  async claimOnce (key: string, leaseMs: number): Promise<OnceClaim> {
+    this.#assertOpen()
+    return this.#once.claim(key, leaseMs)
+  }
+
+  async renewOnce (key: string, token: string, leaseMs: number): Promise<boolean> {
+    this.#assertOpen()
+    return this.#once.renew(key, token, leaseMs)
+  }
+
+  async finishOnce (key: string, token: string, answer: string, ttlMs: number): Promise<void> {
+    this.#assertOpen()
+    this.#once.finish(key, token, answer, ttlMs)
+  }
+
+  async releaseOnce (key: string, token: string): Promise<void> {
+    this.#once.release(key, token)
+  }
+
   async close (): Promise<void> {
     this.#closed = true
+    this.#once.clear()
     this.#fleet.clear()
     this.#presence.clear()
     this.#topics.clear()

@@ -8,6 +8,7 @@ import {
   type Broker,
   type BrokerMessage,
   type FleetListener,
+  type OnceClaim,
   type PresenceDiff,
   type PresenceEntry,
   type PresenceListener,
@@ -20,6 +21,7 @@ import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
 import { unavailable } from './redis-errors.js'
 import { RedisPresence } from './redis-presence.js'
+import { RedisOnce } from './redis-once.js'
 
 /** The few logger methods the broker uses; a pino or Fastify logger fits. */
 export interface BrokerLogger {
@@ -92,6 +94,7 @@ export class RedisBroker implements Broker {
   readonly #log: BrokerLogger
   readonly #topics = new Map<string, LocalTopic>()
   readonly #presence: RedisPresence
+  readonly #once: RedisOnce
   readonly #fleet = new Set<FleetListener>()
   /** Settles when the fleet channel is subscribed, once a listener asked for it. */
   #fleetReady: Promise<void> | undefined
@@ -130,6 +133,7 @@ export class RedisBroker implements Broker {
       client.on('ready', () => this.#ready())
     }
     this.#subscriber.on('message', (channel: string, payload: string) => this.#notified(channel, payload))
+    this.#once = new RedisOnce(this.#commands, this.#prefix)
     this.#presence = new RedisPresence({
       commands: this.#commands,
       subscriber: this.#subscriber,
@@ -236,6 +240,26 @@ export class RedisBroker implements Broker {
 
   async unwatchPresence (topic: string, listener: PresenceListener): Promise<void> {
     await this.#presence.unwatch(topic, listener)
+  }
+
+  async claimOnce (key: string, leaseMs: number): Promise<OnceClaim> {
+    this.#assertOpen()
+    return await this.#once.claim(key, leaseMs)
+  }
+
+  async renewOnce (key: string, token: string, leaseMs: number): Promise<boolean> {
+    this.#assertOpen()
+    return await this.#once.renew(key, token, leaseMs)
+  }
+
+  async finishOnce (key: string, token: string, answer: string, ttlMs: number): Promise<void> {
+    this.#assertOpen()
+    await this.#once.finish(key, token, answer, ttlMs)
+  }
+
+  async releaseOnce (key: string, token: string): Promise<void> {
+    this.#assertOpen()
+    await this.#once.release(key, token)
   }
 
   async broadcast (message: string): Promise<number> {

@@ -57,6 +57,13 @@ export interface ClientOptions {
 export interface RequestOptions {
   /** Overrides `requestTimeoutMs`. */
   timeoutMs?: number
+  /**
+   * Runs once on the server however often it is sent (`true`: under a key the client makes up;
+   * a string: that key). The client then sends it again on the next connection when the
+   * connection dropped before the answer, and again after `retryAfterMs` while the server says
+   * `IN_PROGRESS`, until `timeoutMs`: the answer is the one run's.
+   */
+  idempotent?: boolean | string
 }
 
 /** `data` (left out when the type declares none), then options. */
@@ -82,6 +89,8 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>
   /** Still waiting in the queue: a dropped connection never saw it, so it does not fail. */
   queued: boolean
+  /** An idempotent request's frame: sent again after a drop or an `IN_PROGRESS`. */
+  retryFrame: string | undefined
 }
 
 interface Queued {
@@ -127,6 +136,13 @@ type StateListener = (state: ClientState, detail: { code?: number, delayMs?: num
 const OPEN = 1
 /** Its answer only has to arrive: any frame proves the connection alive. */
 const PING = JSON.stringify({ type: '$ping', id: '$ping' })
+/** A key no other request of this client will have: 128 random bits, hex. */
+function randomKey (): string {
+  const bytes = new Uint8Array(16)
+  globalThis.crypto.getRandomValues(bytes)
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('')
+}
+
 /** `refreshAt` by default: refresh at 80% of the credentials' remaining life. */
 const DEFAULT_REFRESH_AT = 0.8
 /** Up to this share of the delay is taken off at random, so clients do not refresh together. */
@@ -203,7 +219,9 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   /** Sends a message and waits for its `$reply` (resolved) or `$error` (rejected). */
   async request<K extends MessageType<R>>(type: K, ...args: RequestArgs<R, K>): Promise<MessageReply<R, K>> {
     const [data, options] = args as unknown as [unknown, RequestOptions | undefined]
-    return await this.#request(type, data, options?.timeoutMs)
+    const idempotent = options?.idempotent
+    const idempotencyKey = idempotent === true ? randomKey() : idempotent === false ? undefined : idempotent
+    return await this.#request(type, data, options?.timeoutMs, idempotencyKey)
   }
 
   /** Sends a message without waiting for an answer; false when it could not even be queued. */
@@ -272,7 +290,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     this.#queue.length = 0
   }
 
-  async #request (type: string, data: unknown, timeoutMs = this.#options.requestTimeoutMs ?? 10_000): Promise<any> {
+  async #request (type: string, data: unknown, timeoutMs = this.#options.requestTimeoutMs ?? 10_000, idempotencyKey?: string): Promise<any> {
     const id = this.#nextId++
     return await new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -282,9 +300,10 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
         if (index >= 0) this.#queue.splice(index, 1)
         reject(new RealtimeClientError(ClientErrorCode.TIMEOUT, `no answer to ${type} within ${timeoutMs} ms`))
       }, timeoutMs)
-      const pending: Pending = { resolve, reject, timer, queued: false }
+      const frame = JSON.stringify(idempotencyKey === undefined ? { type, id, data } : { type, id, data, idempotencyKey })
+      const pending: Pending = { resolve, reject, timer, queued: false, retryFrame: idempotencyKey === undefined ? undefined : frame }
       this.#pending.set(id, pending)
-      const outcome = this.#transmit(JSON.stringify({ type, id, data }), id)
+      const outcome = this.#transmit(frame, id)
       if (outcome === 'refused') {
         clearTimeout(timer)
         this.#pending.delete(id)
@@ -481,6 +500,17 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     if (frame.id === undefined) return
     const pending = this.#pending.get(frame.id)
     if (pending === undefined) return
+    if (frame.type === '$error' && frame.error?.code === ErrorCode.IN_PROGRESS && pending.retryFrame !== undefined) {
+      // The first run still runs (maybe on a node that died): ask again, until the timeout.
+      const retryFrame = pending.retryFrame
+      const id = frame.id as number
+      setTimeout(() => {
+        if (this.#pending.get(id) !== pending) return
+        const outcome = this.#transmit(retryFrame, id)
+        pending.queued = outcome === 'queued'
+      }, frame.error.retryAfterMs ?? 1_000)
+      return
+    }
     this.#pending.delete(frame.id)
     clearTimeout(pending.timer)
     if (frame.type === '$reply') pending.resolve(frame.data)
@@ -579,6 +609,12 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   #failPending (code: string, message: string, sentOnly = false): void {
     for (const [id, pending] of this.#pending) {
       if (sentOnly && pending.queued) continue
+      // Dropped before its answer: an idempotent request goes again on the next connection.
+      if (sentOnly && pending.retryFrame !== undefined && this.#queue.length < (this.#options.queueLimit ?? 100)) {
+        pending.queued = true
+        this.#queue.push({ frame: pending.retryFrame, id: id as number })
+        continue
+      }
       clearTimeout(pending.timer)
       this.#pending.delete(id)
       pending.reject(new RealtimeClientError(code, message))

@@ -4,6 +4,7 @@ import type { Publish } from '../topics/publish.js'
 import { startMessageSpan, withSpan } from '../telemetry/tracing.js'
 import type { CompiledMessage } from './compile.js'
 import { parseEnvelope } from './envelope.js'
+import type { OnceSettings } from './once.js'
 import { HandlerContext } from './handler-context.js'
 import { refuse, UNKNOWN_TYPE_LABEL, withinBudget } from './refusal.js'
 
@@ -15,6 +16,8 @@ export interface DispatchEnvironment {
   /** Protocol commands (`$subscribe`, `$unsubscribe`, `$ping`), looked up after the route's own types. */
   commands: Map<string, CompiledMessage>
   publish: Publish
+  /** Where messages with an idempotency key are claimed and answered once. */
+  once: OnceSettings
 }
 
 /**

@@ -1,7 +1,7 @@
 import secureJson from 'secure-json-parse'
 import { exceedsNestingDepth } from './json-depth.js'
 import { ErrorCode } from '../protocol/codes.js'
-import { isValidMessageId, TRACEPARENT, type MessageId } from '../protocol/frames.js'
+import { IDEMPOTENCY_KEY, isValidMessageId, TRACEPARENT, type MessageId } from '../protocol/frames.js'
 
 /** A client frame whose envelope is well formed; `data` is not validated yet. */
 export interface Envelope {
@@ -9,6 +9,8 @@ export interface Envelope {
   id: MessageId | undefined
   data: unknown
   traceparent: string | undefined
+  /** Makes the message run once however often it is sent: a retry gets the first run's answer. */
+  idempotencyKey: string | undefined
 }
 
 /** Why a frame was refused before its type was looked up, with the id when it could be read. */
@@ -47,7 +49,7 @@ export function parseEnvelope (text: string, maxNestingDepth: number): EnvelopeR
     return fail(ErrorCode.INVALID_MESSAGE, 'frame must be a JSON object', undefined)
   }
   const frame = value as Record<string, unknown>
-  const { id, type, traceparent } = frame
+  const { id, type, traceparent, idempotencyKey } = frame
   if (id !== undefined && !isValidMessageId(id)) {
     return fail(ErrorCode.INVALID_MESSAGE, 'id must be a string of 1-64 characters or a safe integer', undefined)
   }
@@ -64,7 +66,10 @@ export function parseEnvelope (text: string, maxNestingDepth: number): EnvelopeR
   if (traceparent !== undefined && (typeof traceparent !== 'string' || !TRACEPARENT.test(traceparent))) {
     return fail(ErrorCode.INVALID_MESSAGE, 'traceparent must be a W3C trace context header value', id)
   }
-  return { ok: true, envelope: { type, id, data: frame.data, traceparent } }
+  if (idempotencyKey !== undefined && (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))) {
+    return fail(ErrorCode.INVALID_MESSAGE, 'idempotencyKey must be 1-64 characters of A-Z a-z 0-9 _ - . :', id)
+  }
+  return { ok: true, envelope: { type, id, data: frame.data, traceparent, idempotencyKey } }
 }
 
 function fail (code: EnvelopeFailure['code'], message: string, id: MessageId | undefined): EnvelopeResult {

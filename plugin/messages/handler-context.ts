@@ -3,7 +3,9 @@ import { BrokerUnavailableError } from '../broker/broker.js'
 import type { Connection } from '../connection/connection.js'
 import { DEFAULTS } from '../defaults.js'
 import { ErrorCode } from '../protocol/codes.js'
-import type { MessageId } from '../protocol/frames.js'
+import type { MessageId, RealtimeErrorOptions } from '../protocol/frames.js'
+import type { OnceClaim } from '../broker/broker.js'
+import { answerInProgress, onceKey, renewWhileRunning, replayAnswer, type StoredAnswer } from './once.js'
 import { endSpanWithError } from '../telemetry/tracing.js'
 import type { MessageContext } from '../types.js'
 import type { CompiledMessage } from './compile.js'
@@ -32,6 +34,7 @@ export class HandlerContext implements MessageContext {
   readonly #label: string
   readonly #receivedAt: number
   readonly #span: Span
+  readonly #idempotencyKey: string | undefined
 
   constructor (env: DispatchEnvironment, connection: Connection, envelope: Envelope, message: CompiledMessage | undefined, label: string, receivedAt: number, span: Span) {
     this.#env = env
@@ -43,6 +46,7 @@ export class HandlerContext implements MessageContext {
     this.#label = label
     this.#receivedAt = receivedAt
     this.#span = span
+    this.#idempotencyKey = envelope.idempotencyKey
   }
 
   get log (): Connection['log'] {
@@ -99,6 +103,11 @@ export class HandlerContext implements MessageContext {
    * an OpenTelemetry context manager every promise costs a hook.
    */
   #invoke (message: CompiledMessage): void {
+    // Protocol commands are idempotent by nature; a declared type with a key runs once.
+    if (this.#idempotencyKey !== undefined && !this.type.startsWith('$')) {
+      this.#invokeOnce(message, this.#idempotencyKey).catch((err: unknown) => this.connection.log.error({ err }, 'ws.internal_error'))
+      return
+    }
     let result: unknown
     try {
       // Checked against the schema the handler was declared with, which its `never` stands for.
@@ -115,6 +124,61 @@ export class HandlerContext implements MessageContext {
       return
     }
     this.#answer(message, result)
+  }
+
+  /**
+   * A keyed message: claimed first, on every node that shares the broker. A retry of a finished
+   * run gets its answer again; one that comes while it runs gets `IN_PROGRESS`. The answer is
+   * stored before it is sent, so a node that dies after it leaves it for the retry.
+   */
+  async #invokeOnce (message: CompiledMessage, idempotencyKey: string): Promise<void> {
+    const settings = this.#env.once
+    const { connection } = this
+    const key = onceKey(connection, this.type, idempotencyKey)
+    let claim: OnceClaim
+    try {
+      claim = await settings.broker.claimOnce(key, settings.leaseMs)
+    } catch (err) {
+      this.#settle(this.#answerError(err))
+      return
+    }
+    if (claim.state === 'done') {
+      connection.served.metrics.idempotentReplayed(this.type)
+      this.#settle(replayAnswer(connection, this.id, claim.answer))
+      return
+    }
+    if (claim.state === 'running') {
+      connection.served.metrics.messageError(this.type, ErrorCode.IN_PROGRESS)
+      this.#settle(answerInProgress(connection, this.id, settings))
+      return
+    }
+    const { token } = claim
+    const stopRenewing = renewWhileRunning(settings, key, token)
+    let answer: { stored: StoredAnswer, send: () => string } | undefined
+    try {
+      const result = await (message.handler(this.#dataFor(message) as never, this) as unknown)
+      const body = this.id === undefined ? undefined : message.serializeReply?.(result)
+      answer = { stored: { r: body ?? null }, send: () => { if (this.id !== undefined) connection.sendReply(this.id, body); return 'ok' } }
+    } catch (err) {
+      const refusal = this.#refusalOf(err)
+      // Nothing ran to completion that a retry should not run again.
+      if (refusal !== undefined && refusal.code !== ErrorCode.UNAVAILABLE) {
+        answer = { stored: { e: { code: refusal.code, message: refusal.message, ...refusal.options } }, send: () => this.#sendRefusal(refusal) }
+      } else {
+        stopRenewing()
+        await settings.broker.releaseOnce(key, token).catch(() => {})
+        this.#settle(refusal === undefined ? ABANDONED_OUTCOME : this.#sendRefusal(refusal))
+        return
+      }
+    }
+    stopRenewing()
+    try {
+      await settings.broker.finishOnce(key, token, JSON.stringify(answer.stored), settings.ttlMs)
+    } catch (err) {
+      // The claim lapses with its lease: a retry after it runs the message again.
+      connection.log.warn({ err, type: this.type }, 'ws.idempotent_answer_not_stored')
+    }
+    this.#settle(answer.send())
   }
 
   #dataFor (message: CompiledMessage): unknown {
@@ -147,30 +211,42 @@ export class HandlerContext implements MessageContext {
 
   /** The one place where what a handler threw becomes an `$error` frame; returns the outcome. */
   #answerError (err: unknown): string {
-    const { connection, id, type } = this
+    const refusal = this.#refusalOf(err)
+    return refusal === undefined ? ABANDONED_OUTCOME : this.#sendRefusal(refusal)
+  }
+
+  /** What the client is told of `err`, logged and counted; undefined when nobody is left to tell. */
+  #refusalOf (err: unknown): Refusal | undefined {
+    const { connection, type } = this
     const metrics = connection.served.metrics
     if (err instanceof ConnectionGoneError) {
       // The client left while its message was handled: nobody to answer, nothing went wrong.
       connection.log.debug({ type }, 'ws.message_abandoned')
-      return ABANDONED_OUTCOME
+      return undefined
     }
     if (err instanceof RealtimeError) {
       metrics.messageError(type, err.code)
       connection.log.info({ type, code: err.code }, 'ws.message_refused')
-      connection.sendError(id, err.code, err.message, { details: err.details, retryAfterMs: err.retryAfterMs })
-      return err.code
+      return { code: err.code, message: err.message, options: { details: err.details, retryAfterMs: err.retryAfterMs } }
     }
     if (err instanceof BrokerUnavailableError) {
       metrics.messageError(type, ErrorCode.UNAVAILABLE)
       connection.log.warn({ type, err }, 'ws.broker_unavailable')
-      connection.sendError(id, ErrorCode.UNAVAILABLE, 'a service this message needs is unavailable', {
-        retryAfterMs: DEFAULTS.unavailableRetryAfterMs
-      })
-      return ErrorCode.UNAVAILABLE
+      return { code: ErrorCode.UNAVAILABLE, message: 'a service this message needs is unavailable', options: { retryAfterMs: DEFAULTS.unavailableRetryAfterMs } }
     }
     metrics.messageError(type, ErrorCode.HANDLER_ERROR)
     connection.log.error({ type, err }, 'ws.handler_error')
-    connection.sendError(id, ErrorCode.HANDLER_ERROR, 'the handler failed to process this message')
-    return ErrorCode.HANDLER_ERROR
+    return { code: ErrorCode.HANDLER_ERROR, message: 'the handler failed to process this message', options: {} }
   }
+
+  #sendRefusal (refusal: Refusal): string {
+    this.connection.sendError(this.id, refusal.code, refusal.message, refusal.options)
+    return refusal.code
+  }
+}
+
+interface Refusal {
+  code: string
+  message: string
+  options: RealtimeErrorOptions
 }

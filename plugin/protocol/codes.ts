@@ -15,7 +15,8 @@ export const ErrorCode = Object.freeze({
   BINARY_NOT_SUPPORTED: 'BINARY_NOT_SUPPORTED',
   HANDLER_ERROR: 'HANDLER_ERROR',
   UNAVAILABLE: 'UNAVAILABLE',
-  INVALID_CREDENTIALS: 'INVALID_CREDENTIALS'
+  INVALID_CREDENTIALS: 'INVALID_CREDENTIALS',
+  IN_PROGRESS: 'IN_PROGRESS'
 } as const)
 
 export type ProtocolErrorCode = typeof ErrorCode[keyof typeof ErrorCode]

@@ -28,6 +28,9 @@ export function isValidMessageId (id: unknown): id is MessageId {
   return Number.isSafeInteger(id)
 }
 
+/** An idempotency key: short, and safe in a Redis key and a log line as it is. */
+export const IDEMPOTENCY_KEY = /^[A-Za-z0-9_.:-]{1,64}$/
+
 /** Longest topic name, in characters. */
 export const MAX_TOPIC_LENGTH = 256
 

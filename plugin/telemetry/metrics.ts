@@ -49,6 +49,7 @@ interface Instruments {
   rateLimited: Counter<'route' | 'scope'>
   slowConsumerCloses: Counter<'route'>
   protocolErrors: Counter<'route' | 'reason'>
+  idempotentReplays: Counter<'route' | 'type'>
   bufferedBytes: Gauge<'route'>
   brokerPublish: Counter<'broker' | 'outcome'>
   brokerDelivery: SeriesHistogram
@@ -77,6 +78,8 @@ export interface RouteMetrics {
   slowConsumerClosed: () => void
   /** A connection closed for breaking the protocol: a ws frame error code, `PING_FLOOD` or `MESSAGE_TIMEOUT`. */
   protocolError: (reason: string) => void
+  /** A message with an idempotency key answered from a finished run, its handler not run again. */
+  idempotentReplayed: (type: string) => void
 }
 
 /** Which budget refused: a connection's messages, its client's (identity or address), or upgrades. */
@@ -120,7 +123,8 @@ const NOOP_ROUTE: RouteMetrics = {
   messageError: noop,
   rateLimited: noop,
   slowConsumerClosed: noop,
-  protocolError: noop
+  protocolError: noop,
+  idempotentReplayed: noop
 }
 export const NOOP_METRICS: RealtimeMetrics = {
   registry: undefined,
@@ -209,6 +213,7 @@ export function createMetrics (client: PromClient, registry: Registry): Realtime
     messageErrors: counter('ws_message_errors_total', 'Error frames sent, by code', ['route', 'type', 'code']),
     rateLimited: counter('ws_rate_limited_total', 'Messages and upgrades refused by a rate limit', ['route', 'scope']),
     slowConsumerCloses: counter('ws_slow_consumer_closes_total', 'Connections closed because their outgoing buffer overflowed', ['route']),
+    idempotentReplays: counter('ws_idempotent_replays_total', 'Messages with an idempotency key answered from an earlier run, their handler not run again', ['route', 'type']),
     protocolErrors: counter('ws_protocol_errors_total', 'Connections closed for breaking the WebSocket protocol or its limits, by reason', ['route', 'reason']),
     bufferedBytes: metric('ws_buffered_bytes', () => new client.Gauge({
       name: 'ws_buffered_bytes',
@@ -386,6 +391,7 @@ function routeMetrics (m: Instruments, route: string, addCollector: (metric: obj
     messageError: (type, code) => cached(`error\0${type}\0${code}`, () => m.messageErrors.labels(route, type, code)).inc(),
     rateLimited: (scope) => cached(`limited\0${scope}`, () => m.rateLimited.labels(route, scope)).inc(),
     slowConsumerClosed: () => slow.inc(),
-    protocolError: (reason) => cached(`protocol\0${reason}`, () => m.protocolErrors.labels(route, reason)).inc()
+    protocolError: (reason) => cached(`protocol\0${reason}`, () => m.protocolErrors.labels(route, reason)).inc(),
+    idempotentReplayed: (type) => cached(`replayed\0${type}`, () => m.idempotentReplays.labels(route, type)).inc()
   }
 }

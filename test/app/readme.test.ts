@@ -54,7 +54,7 @@ test('the README option table states the defaults the code uses', () => {
   const rows = tableRows(readme, 'option')
   const documented = ['maxPayload', 'heartbeatMs', 'idleTimeoutMs', 'maxConnections', 'maxBufferedBytes', 'upgradeRateLimit',
     'messagesPerSecond', 'identityMessagesPerSecond', 'addressMessagesPerSecond', 'drainMs', 'maxNestingDepth', 'maxFragments',
-    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection', 'headersTimeoutMs', 'presenceWindowMs'] as const
+    'incompleteMessageTimeoutMs', 'maxSubscriptionsPerConnection', 'headersTimeoutMs', 'presenceWindowMs', 'idempotencyTtlMs', 'idempotencyLeaseMs'] as const
   for (const name of documented) assert.equal(rows.get(name), String(DEFAULTS[name]), name)
   for (const name of ['broker', 'allowedOrigins', 'authenticate', 'metrics', 'asyncapi']) assert.ok(rows.has(name), name)
   // Computed at register from the open-files limit, so the table names the rule, not a number.

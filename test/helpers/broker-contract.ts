@@ -189,6 +189,29 @@ export function brokerContract (name: string, options: BrokerContractOptions): v
     assert.deepEqual(heard.there, ['{"a":1}'])
   })
 
+  test(`${name}: a key is claimed once across nodes: the others see it running, then its answer; a released or lapsed claim runs again`, async (t) => {
+    const [here, there] = await options.createPeers()
+    t.after(async () => { await Promise.all([here.close(), there.close()]) })
+    const claim = await here.claimOnce('k1', 5_000)
+    assert.equal(claim.state, 'claimed')
+    assert.deepEqual(await there.claimOnce('k1', 5_000), { state: 'running' })
+    assert.equal(await here.renewOnce('k1', (claim as { token: string }).token, 5_000), true)
+    await here.finishOnce('k1', (claim as { token: string }).token, '{"r":{"n":1}}', 60_000)
+    assert.deepEqual(await there.claimOnce('k1', 5_000), { state: 'done', answer: '{"r":{"n":1}}' })
+
+    const given = await here.claimOnce('k2', 5_000) as { token: string }
+    await here.releaseOnce('k2', given.token)
+    assert.equal((await there.claimOnce('k2', 5_000)).state, 'claimed', 'released: the next claim runs it')
+
+    const lapsed = await here.claimOnce('k3', 100) as { token: string }
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const taken = await there.claimOnce('k3', 5_000)
+    assert.equal(taken.state, 'claimed', 'a claim whose holder stopped renewing is taken over')
+    assert.equal(await here.renewOnce('k3', lapsed.token, 5_000), false)
+    await here.finishOnce('k3', lapsed.token, '{"r":"late"}', 60_000)
+    assert.deepEqual(await here.claimOnce('k3', 5_000), { state: 'running' }, 'a late finish of a lost claim changes nothing')
+  })
+
   test(`${name}: after close, calls fail with BrokerUnavailableError`, async () => {
     const broker = await options.create(10)
     assert.equal(broker.healthy, true)

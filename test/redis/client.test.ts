@@ -326,9 +326,9 @@ test('client with a server-side subscription (user:<id>): its node restarts, the
   // Published throughout the restart and the resumption: live ones arrive on the new connection
   // while its replay of the gap is still on its way.
   const sent = ['one']
-  let publishing = true
+  const publishing = { on: true }
   const publisher = (async () => {
-    for (let n = 2; publishing; n++) {
+    for (let n = 2; publishing.on; n++) {
       await publish(String(n))
       sent.push(String(n))
       await new Promise((resolve) => setTimeout(resolve, 2))
@@ -338,7 +338,7 @@ test('client with a server-side subscription (user:<id>): its node restarts, the
   nodeA = await startApp(t, env, { port })
   await eventually(() => client.state === 'open', 5_000, 'the client to reconnect')
   await new Promise((resolve) => setTimeout(resolve, 300))
-  publishing = false
+  publishing.on = false
   await publisher
   await eventually(() => heard.length >= sent.length, 5_000, `every notice (got ${heard.length} of ${sent.length})`)
   assert.deepEqual(heard, sent.map((text) => `user:carol ${text}`), 'all, in order, once')
