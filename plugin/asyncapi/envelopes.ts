@@ -89,6 +89,15 @@ export function welcomeMessage (): JsonSchema {
         connectionId: { type: 'string' },
         heartbeatMs: { type: 'integer', minimum: 0, description: 'Protocol ping interval; 0 when off.' },
         expiresAt: { type: 'integer', description: 'When the credentials expire (epoch ms), when they do: `$refresh` ahead of it, or the connection closes with 4003.' },
+        subscriptions: {
+          type: 'array',
+          description: 'The topics the server subscribed this connection to, each where it stood: resume one with `$subscribe` `since`.',
+          items: {
+            type: 'object',
+            required: ['topic', 'offset', 'epoch'],
+            properties: { topic: { type: 'string' }, offset: { type: 'string', pattern: OFFSET_PATTERN }, epoch: { type: 'string' } }
+          }
+        },
         limits: {
           type: 'object',
           required: ['maxPayload', 'messagesPerSecond'],
