@@ -154,14 +154,15 @@ export class HandlerContext implements MessageContext {
     }
     const { token } = claim
     const stopRenewing = renewWhileRunning(settings, key, token)
-    let answer: { stored: StoredAnswer, send: () => string } | undefined
+    let answer: { stored: StoredAnswer, send: () => string }
     try {
       const result = await (message.handler(this.#dataFor(message) as never, this) as unknown)
       const body = this.id === undefined ? undefined : message.serializeReply?.(result)
       answer = { stored: { r: body ?? null }, send: () => { if (this.id !== undefined) connection.sendReply(this.id, body); return 'ok' } }
     } catch (err) {
       const refusal = this.#refusalOf(err)
-      // Nothing ran to completion that a retry should not run again.
+      // A refusal or failure of the handler's own is its answer; a run that failed for want of
+      // the broker, or whose client left under it, gives its claim up so that a retry runs it.
       if (refusal !== undefined && refusal.code !== ErrorCode.UNAVAILABLE) {
         answer = { stored: { e: { code: refusal.code, message: refusal.message, ...refusal.options } }, send: () => this.#sendRefusal(refusal) }
       } else {
