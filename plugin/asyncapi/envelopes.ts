@@ -87,6 +87,7 @@ export function welcomeMessage (): JsonSchema {
       required: ['connectionId', 'heartbeatMs', 'limits'],
       properties: {
         connectionId: { type: 'string' },
+        user: { type: 'string', description: 'The identity\'s id, when the connection has one.' },
         heartbeatMs: { type: 'integer', minimum: 0, description: 'Protocol ping interval; 0 when off.' },
         expiresAt: { type: 'integer', description: 'When the credentials expire (epoch ms), when they do: `$refresh` ahead of it, or the connection closes with 4003.' },
         subscriptions: {

@@ -91,6 +91,10 @@ interface Pending {
   queued: boolean
   /** An idempotent request's frame: sent again after a drop or an `IN_PROGRESS`. */
   retryFrame: string | undefined
+  /** Who sent it (`$welcome`'s `user`): its key is that identity's, so only its connections resend it. */
+  user: string | undefined
+  /** Sent, then its connection dropped before the answer: waiting to go again. */
+  dropped: boolean
 }
 
 interface Queued {
@@ -125,6 +129,7 @@ interface Frame {
 
 interface Welcome {
   connectionId: string
+  user?: string
   heartbeatMs: number
   limits?: { messagesPerSecond?: number }
   expiresAt?: number
@@ -167,6 +172,8 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   #lastFrameAt = 0
   #pinging = false
   #connectionId: string | undefined
+  /** The identity the server established for this connection, when there is one. */
+  #user: string | undefined
   readonly #options: ClientOptions
   readonly #WebSocket: WebSocketConstructor
   readonly #pending = new Map<string | number, Pending>()
@@ -301,7 +308,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
         reject(new RealtimeClientError(ClientErrorCode.TIMEOUT, `no answer to ${type} within ${timeoutMs} ms`))
       }, timeoutMs)
       const frame = JSON.stringify(idempotencyKey === undefined ? { type, id, data } : { type, id, data, idempotencyKey })
-      const pending: Pending = { resolve, reject, timer, queued: false, retryFrame: idempotencyKey === undefined ? undefined : frame }
+      const pending: Pending = { resolve, reject, timer, queued: false, retryFrame: idempotencyKey === undefined ? undefined : frame, user: this.#user, dropped: false }
       this.#pending.set(id, pending)
       const outcome = this.#transmit(frame, id)
       if (outcome === 'refused') {
@@ -373,6 +380,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   #opened (welcome: Welcome): void {
     this.#attempt = 0
     this.#connectionId = welcome.connectionId
+    this.#user = welcome.user
     this.#messagesPerSecond = welcome.limits?.messagesPerSecond ?? 0
     this.#setState('open', {})
     this.#startHeartbeat(this.#options.pingIntervalMs ?? welcome.heartbeatMs)
@@ -381,7 +389,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
     // a reconnect must not spend it and be refused (or closed with 1008 for abuse).
     const topics = [...this.#topics]
     this.#serverSubscribed(welcome.subscriptions ?? [])
-    const queued = this.#queue.splice(0)
+    const queued = this.#queue.splice(0).filter((entry) => this.#stillRunsOnce(entry))
     const socket = this.#socket
     const steps: Array<() => void> = [
       ...topics.map(([topic, state]) => () => this.#subscribeOn(topic, state)),
@@ -567,6 +575,22 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
   }
 
   /**
+   * An idempotent request dropped with its connection goes again only where its key means the
+   * same run: a connection of the same identity. Anonymous keys are their connection's, so a
+   * resend would run it again: it fails with `DISCONNECTED` like any request.
+   */
+  #stillRunsOnce (entry: Queued): boolean {
+    const pending = entry.id === undefined ? undefined : this.#pending.get(entry.id)
+    if (pending === undefined || !pending.dropped) return true
+    pending.dropped = false
+    if (pending.user !== undefined && pending.user === this.#user) return true
+    clearTimeout(pending.timer)
+    this.#pending.delete(entry.id as number)
+    pending.reject(new RealtimeClientError(ClientErrorCode.DISCONNECTED, 'the connection closed before the answer came'))
+    return false
+  }
+
+  /**
    * Topics the server subscribed this connection to: new ones start where the welcome says they
    * stand; known ones are resumed from their last offset like the client's own.
    */
@@ -612,6 +636,7 @@ export class RealtimeClient<R extends RouteShape = AnyRoute> {
       // Dropped before its answer: an idempotent request goes again on the next connection.
       if (sentOnly && pending.retryFrame !== undefined && this.#queue.length < (this.#options.queueLimit ?? 100)) {
         pending.queued = true
+        pending.dropped = true
         this.#queue.push({ frame: pending.retryFrame, id: id as number })
         continue
       }

@@ -81,6 +81,7 @@ function welcome (connection: Connection, subscriptions: Array<{ topic: string, 
   const state = connection.served.instance
   connection.write(welcomeFrame({
     connectionId: connection.id,
+    user: connection.identity === undefined ? undefined : String(connection.identity.id),
     heartbeatMs: state.options.heartbeatMs,
     limits: { maxPayload: state.options.maxPayload, messagesPerSecond: connection.declared.messagesPerSecond },
     expiresAt: connection.identity?.expiresAt,

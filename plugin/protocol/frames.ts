@@ -42,6 +42,8 @@ export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/
 
 export function welcomeFrame (data: {
   connectionId: string
+  /** The identity's id, when the connection has one: who the server takes this client for. */
+  user?: string
   heartbeatMs: number
   limits: { maxPayload: number, messagesPerSecond: number }
   /** When the connection's credentials expire (epoch ms), so a client can `$refresh` ahead. */

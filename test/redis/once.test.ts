@@ -9,9 +9,9 @@ import { freePort, startRedis } from '../helpers/redis.js'
 import { eventually } from '../helpers/server.js'
 
 /** test/fixtures/counter-server.ts as a process of its own, listening on `port`. */
-async function startCounterNode (t: TestContext, redisUrl: string, port: number): Promise<ChildProcess> {
+async function startCounterNode (t: TestContext, redisUrl: string, port: number, signedIn = true): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/counter-server.ts'], {
-    env: { ...process.env, REDIS_URL: redisUrl, PORT: String(port), COUNTER_DELAY_MS: '1500', IDEMPOTENCY_LEASE_MS: '1000' },
+    env: { ...process.env, REDIS_URL: redisUrl, PORT: String(port), SIGNED_IN: signedIn ? '1' : '0', COUNTER_DELAY_MS: '1500', IDEMPOTENCY_LEASE_MS: '1000' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   t.after(() => child.kill('SIGKILL'))
@@ -36,7 +36,7 @@ test('an idempotent request whose node is SIGKILLed mid-handler is sent again by
   t.after(() => counter.disconnect())
   const port = await freePort()
   const first = await startCounterNode(t, redis.url, port)
-  const client = new RealtimeClient(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: { minMs: 20, maxMs: 200 } })
+  const client = new RealtimeClient(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: { minMs: 20, maxMs: 200 }, getToken: () => 'ann' })
   t.after(() => client.close())
   await eventually(() => client.state === 'open', 5_000, 'the client to connect')
   const answer = client.request('increment', undefined, { idempotent: 'order-1', timeoutMs: 20_000 })
@@ -53,4 +53,31 @@ test('an idempotent request whose node is SIGKILLed mid-handler is sent again by
   assert.deepEqual(await client.request('increment', undefined, { idempotent: 'order-1' }), { count: 1 })
   assert.equal(await counter.get('counter:runs'), '1')
   second.kill('SIGKILL')
+})
+
+test('an anonymous client does not send an idempotent request again after a drop: its key was its connection\'s, and the run may have finished', async (t) => {
+  const redis = await startRedis(t)
+  const counter = new Redis(redis.url)
+  t.after(() => counter.disconnect())
+  const port = await freePort()
+  await startCounterNode(t, redis.url, port, false)
+  const sockets: WebSocket[] = []
+  // ws's own class, keeping each socket so the test can cut the connection under the client.
+  class KeptWebSocket extends WebSocket {
+    constructor (url: string, protocols?: string | string[]) {
+      super(url, protocols)
+      sockets.push(this)
+    }
+  }
+  const client = new RealtimeClient(`ws://127.0.0.1:${port}/ws`, { WebSocket: KeptWebSocket, backoff: { minMs: 20, maxMs: 200 } })
+  t.after(() => client.close())
+  await eventually(() => client.state === 'open', 5_000, 'the client to connect')
+  const answer = client.request('increment', undefined, { idempotent: 'order-1', timeoutMs: 10_000 })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  sockets[0]!.terminate()
+  await assert.rejects(answer, (err: Error & { code?: string }) => err.code === 'DISCONNECTED')
+  // The node lived: the run finished once, and nothing ran it again.
+  await eventually(() => client.state === 'open', 5_000, 'the client to reconnect')
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  assert.equal(await counter.get('counter:runs'), '1')
 })
