@@ -9,6 +9,7 @@ import { runBroker } from './broker.js'
 import { runConnections } from './connections.js'
 import { runEcho } from './echo.js'
 import { runFanout } from './fanout.js'
+import { runFleet } from './fleet.js'
 import { MULTI_CORE } from './harness.js'
 import { runObservability } from './observability.js'
 import { runPresence } from './presence.js'
@@ -20,6 +21,7 @@ const PARTS: Record<string, () => Promise<Section>> = {
   connections: runConnections,
   presence: runPresence,
   observability: runObservability,
+  fleet: runFleet,
   // Last: it pins this process to the load core for its in-process clients.
   broker: runBroker
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { OnceClaim } from './broker.js'
+import { Fifo } from './fifo.js'
 
 interface Held {
   /** The claim's token while it runs; undefined once it has an answer. */
@@ -11,9 +12,15 @@ interface Held {
 /** Most keys held at once: past it, the soonest to expire goes first, so clients cannot grow it without bound. */
 const MAX_HELD = 100_000
 
-/** Requests that run once, for one node: claims and answers in this process, expiring by the clock. */
+/**
+ * Requests that run once, for one node: claims and answers in this process, expiring by the
+ * clock. Entries are dropped in the order they were made (a queue beside the map: walking the
+ * map from its start past the holes its deletions leave made each claim slower than the last).
+ */
 export class MemoryOnce {
   readonly #held = new Map<string, Held>()
+  /** Every entry made, oldest first; a record whose key was made again since is skipped. */
+  readonly #order = new Fifo<{ key: string, held: Held }>()
 
   claim (key: string, leaseMs: number): OnceClaim {
     const now = Date.now()
@@ -22,8 +29,7 @@ export class MemoryOnce {
       return held.answer !== undefined ? { state: 'done', answer: held.answer } : { state: 'running' }
     }
     const token = randomBytes(9).toString('base64url')
-    this.#held.delete(key)
-    this.#held.set(key, { token, answer: undefined, expiresAt: now + leaseMs })
+    this.#hold(key, { token, answer: undefined, expiresAt: now + leaseMs })
     this.#bound(now)
     return { state: 'claimed', token }
   }
@@ -38,8 +44,7 @@ export class MemoryOnce {
   finish (key: string, token: string, answer: string, ttlMs: number): void {
     const held = this.#held.get(key)
     if (held?.token !== token) return
-    this.#held.delete(key)
-    this.#held.set(key, { token: undefined, answer, expiresAt: Date.now() + ttlMs })
+    this.#hold(key, { token: undefined, answer, expiresAt: Date.now() + ttlMs })
   }
 
   release (key: string, token: string): void {
@@ -48,13 +53,21 @@ export class MemoryOnce {
 
   clear (): void {
     this.#held.clear()
+    this.#order.clear()
   }
 
-  /** Expired entries go when met in insertion order; past the bound, the oldest go whatever their expiry. */
+  #hold (key: string, held: Held): void {
+    this.#held.set(key, held)
+    this.#order.push({ key, held })
+  }
+
+  /** The oldest entries go while they have expired, and past the bound whatever their expiry. */
   #bound (now: number): void {
-    for (const [key, held] of this.#held) {
-      if (held.expiresAt > now && this.#held.size <= MAX_HELD) break
-      this.#held.delete(key)
+    for (let oldest = this.#order.at(0); oldest !== undefined; oldest = this.#order.at(0)) {
+      const current = this.#held.get(oldest.key) === oldest.held
+      if (current && oldest.held.expiresAt > now && this.#held.size <= MAX_HELD) break
+      this.#order.shift()
+      if (current) this.#held.delete(oldest.key)
     }
   }
 }

@@ -58,3 +58,15 @@ test('offsets order as integer pairs, not as strings ("10-0" after "9-5")', () =
   assert.equal(compareOffsets('5-1', '5-1'), 0)
   assert.ok(compareOffsets('0-0', '1-0') < 0)
 })
+
+test('MemoryBroker: requests that run once keep at most 100,000 keys, the oldest going first', async (t) => {
+  const broker = new MemoryBroker()
+  t.after(() => broker.close())
+  for (let i = 0; i < 100_010; i++) {
+    const claim = await broker.claimOnce(`k${i}`, 60_000)
+    assert.equal(claim.state, 'claimed')
+    await broker.finishOnce(`k${i}`, claim.token, `{"r":${i}}`, 60_000)
+  }
+  assert.equal((await broker.claimOnce('k5', 60_000)).state, 'claimed', 'among the oldest: forgotten')
+  assert.deepEqual(await broker.claimOnce('k100009', 60_000), { state: 'done', answer: '{"r":100009}' })
+})
