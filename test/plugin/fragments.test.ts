@@ -32,33 +32,42 @@ async function roundTrip (peer: RawPeer, marker: string): Promise<void> {
 test('1-byte fragments padded with pongs hold their own bytes, not the reads they came in', async (t) => {
   // A small young generation: Node 24 grows it to 128 MiB on a large machine, and RSS would show
   // that headroom as growth although no fragment is in it.
-  const app = await startAppProcess(t, { LOG_LEVEL: 'info', WS_HEARTBEAT_MS: '0', WS_MAX_PAYLOAD: String(1024 * 1024), NODE_OPTIONS: '--max-semi-space-size=16' })
+  const app = await startAppProcess(t, { LOG_LEVEL: 'info', WS_HEARTBEAT_MS: '0', WS_MAX_PAYLOAD: String(1024 * 1024), NODE_OPTIONS: '--max-semi-space-size=2' })
   const port = Number(new URL(app.url).port)
   const sockets = new Set<Socket>()
   t.after(() => { for (const socket of sockets) socket.destroy() })
   const bystander = await TestClient.connect(t, `ws://127.0.0.1:${port}/ws`)
-  const attackers = await Promise.all(Array.from({ length: 40 }, async () => {
-    const peer = await RawPeer.open({ port, sockets })
-    await peer.upgrade(port)
-    return peer
-  }))
   // The default cap is 128 fragments; each attacker sends 127, each in a read of ~40 KB.
   const pongs = Buffer.concat(Array.from({ length: 300 }, () => clientFrame(OP_PONG, 'p'.repeat(125))))
   const rounds = 126
-  await Promise.all(attackers.map(async (peer, index) => await roundTrip(peer, `warm-${index}`)))
-  const before = rssBytes(app.child.pid as number)
-  for (const peer of attackers) peer.write(clientFrame(OP_TEXT, '{', { fin: false }))
-  for (let round = 0; round < rounds; round++) {
-    for (const peer of attackers) peer.write(Buffer.concat([clientFrame(OP_CONTINUATION, ' ', { fin: false }), pongs]))
-    // Let the server read each round as a separate chunk, as a slow attacker's would be.
-    if (round % 8 === 7) await Promise.all(attackers.map(async (peer, index) => await roundTrip(peer, `r${round}-${index}`)))
+  const attack = async (): Promise<{ attackers: RawPeer[], grownBytes: number }> => {
+    const attackers = await Promise.all(Array.from({ length: 40 }, async () => {
+      const peer = await RawPeer.open({ port, sockets })
+      await peer.upgrade(port)
+      return peer
+    }))
+    await Promise.all(attackers.map(async (peer, index) => await roundTrip(peer, `warm-${index}`)))
+    const before = rssBytes(app.child.pid as number)
+    for (const peer of attackers) peer.write(clientFrame(OP_TEXT, '{', { fin: false }))
+    for (let round = 0; round < rounds; round++) {
+      for (const peer of attackers) peer.write(Buffer.concat([clientFrame(OP_CONTINUATION, ' ', { fin: false }), pongs]))
+      // Let the server read each round as a separate chunk, as a slow attacker's would be.
+      if (round % 8 === 7) await Promise.all(attackers.map(async (peer, index) => await roundTrip(peer, `r${round}-${index}`)))
+    }
+    await Promise.all(attackers.map(async (peer, index) => await roundTrip(peer, `done-${index}`)))
+    return { attackers, grownBytes: rssBytes(app.child.pid as number) - before }
   }
-  await Promise.all(attackers.map(async (peer, index) => await roundTrip(peer, `done-${index}`)))
-  const grownBytes = rssBytes(app.child.pid as number) - before
-  const fragments = attackers.length * (rounds + 1)
-  t.diagnostic(`RSS grew by ${(grownBytes / 1024 / 1024).toFixed(1)} MiB for ${fragments} unfinished fragments (${Math.round(grownBytes / fragments)} bytes each)`)
-  // Unguarded, each fragment pins its ~40 KB read: about 200 MB here.
-  assert.ok(grownBytes < 24 * 1024 * 1024, `RSS grew by ${grownBytes} bytes`)
+  const bound = 24 * 1024 * 1024
+  const fragments = 40 * (rounds + 1)
+  const first = await attack()
+  // RSS sometimes shows tens of MiB the allocator kept from the reads (seen on Node 24): a second
+  // attack tells that noise from a leak, which pins each fragment's ~40 KB read (about 200 MB
+  // here) every time.
+  const measured = first.grownBytes < bound ? first : await attack()
+  const { grownBytes } = measured
+  const { attackers } = first
+  t.diagnostic(`RSS grew by ${(grownBytes / 1024 / 1024).toFixed(1)} MiB for ${fragments} unfinished fragments (${Math.round(grownBytes / fragments)} bytes each)${measured === first ? '' : `, on a second attack (the first: ${(first.grownBytes / 1024 / 1024).toFixed(1)} MiB)`}`)
+  assert.ok(grownBytes < bound, `RSS grew by ${grownBytes} bytes`)
   await assertEchoes(bystander, 'during the attack')
 
   // Two fragments more: past the cap, ws closes with 1008, logged and counted as sent.
