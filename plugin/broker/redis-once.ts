@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { OnceClaim } from './broker.js'
-import { unavailable } from './redis-errors.js'
+import { runScript } from './redis-errors.js'
 
 /*
  * Requests that run once, across the fleet: one key per request, `r:<token>` while a run holds
@@ -69,11 +69,6 @@ export class RedisOnce {
   }
 
   async #run<T> (command: OnceCommand, key: string, args: Array<string | number>): Promise<T> {
-    const run = (this.#commands as unknown as Record<string, (...argv: Array<string | number>) => Promise<T>>)[command] as (...argv: Array<string | number>) => Promise<T>
-    try {
-      return await run.call(this.#commands, `${this.#prefix}once:${key}`, ...args)
-    } catch (err) {
-      throw unavailable(err)
-    }
+    return await runScript<T>(this.#commands, command, [`${this.#prefix}once:${key}`, ...args])
   }
 }

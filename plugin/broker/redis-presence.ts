@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { PresenceDiff, PresenceEntry, PresenceListener } from './broker.js'
-import { unavailable } from './redis-errors.js'
+import { runScript, unavailable } from './redis-errors.js'
 import { PRESENCE_READ_SCRIPT, PRESENCE_SYNC_SCRIPT, PRESENCE_TICK_SCRIPT, PRESENCE_UPDATE_SCRIPT } from './redis-presence-scripts.js'
 
 interface WatchedTopic {
@@ -174,12 +174,7 @@ export class RedisPresence {
 
   async #run<T> (command: PresenceCommand, topic: string, args: Array<string | number>): Promise<T> {
     const keys = [`${this.#prefix}{${topic}}:presence`, `${this.#prefix}{${topic}}:leases`]
-    const run = (this.#commands as unknown as Record<string, (...argv: Array<string | number>) => Promise<T>>)[command] as (...argv: Array<string | number>) => Promise<T>
-    try {
-      return await run.call(this.#commands, ...keys, this.node, this.#leaseMs, this.#channel(topic), ...args)
-    } catch (err) {
-      throw unavailable(err)
-    }
+    return await runScript<T>(this.#commands, command, [...keys, this.node, this.#leaseMs, this.#channel(topic), ...args])
   }
 
   #channel (topic: string): string {

@@ -19,7 +19,7 @@ import {
 } from './broker.js'
 import { compareOffsets, ZERO_OFFSET } from '../protocol/offsets.js'
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
-import { unavailable } from './redis-errors.js'
+import { runScript, unavailable } from './redis-errors.js'
 import { RedisPresence } from './redis-presence.js'
 import { RedisOnce } from './redis-once.js'
 
@@ -314,12 +314,7 @@ export class RedisBroker implements Broker {
     const keys = [`${this.#prefix}{${topic}}:stream`, `${this.#prefix}{${topic}}:meta`]
     // Unique per instance and call, without asking the CSPRNG on every command (5 µs each).
     const epoch = `${this.#epochPrefix}${(this.#epochCount++).toString(36)}`
-    const run = (this.#commands as unknown as Record<string, (...argv: Array<string | number>) => Promise<T>>)[command] as (...argv: Array<string | number>) => Promise<T>
-    try {
-      return await run.call(this.#commands, ...keys, epoch, this.#ttlSeconds, ...args)
-    } catch (err) {
-      throw unavailable(err)
-    }
+    return await runScript<T>(this.#commands, command, [...keys, epoch, this.#ttlSeconds, ...args])
   }
 
   #channel (topic: string): string {

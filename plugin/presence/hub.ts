@@ -62,11 +62,6 @@ export class PresenceHub {
     metrics.trackPresence(() => this.#members)
   }
 
-  /** Entries this node's connections hold, across topics, as `ws_presence_members` reports it. */
-  get members (): number {
-    return this.#members
-  }
-
   /**
    * Every join, failed or not, is matched by one `leave`: a join the broker refused may still be
    * held by it as this node's own (Redis keeps it to write again), and the leave withdraws it.
